@@ -1,0 +1,33 @@
+# Two commands for a newcomer: `make quickstart` and `make test` (see README.md).
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+# CPU build of torch, installed before anything that depends on torch so pip does not
+# pull CUDA wheels. Set TORCH_SPEC= (empty) to keep the torch you already have.
+TORCH_SPEC ?= torch==2.13.0
+export HF_HUB_OFFLINE ?= 1
+export TOKENIZERS_PARALLELISM ?= false
+export RAY_AUTH_MODE ?= disabled
+
+.PHONY: install quickstart test bench clean
+
+install: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(if $(TORCH_SPEC),$(PY) -m pip install --quiet '$(TORCH_SPEC)')
+	$(PY) -m pip install --quiet -e '.[test]'
+	touch $@
+
+quickstart: install
+	$(PY) scripts/quickstart.py
+
+test: install
+	$(PY) -m pytest -ra
+
+bench: install
+	$(PY) scripts/bench_reward.py --quick --json outputs/bench_reward.json
+
+clean:
+	rm -rf $(VENV) outputs .pytest_cache

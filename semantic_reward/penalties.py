@@ -1,0 +1,72 @@
+"""Anti-reward-hacking terms of the source-grounded follow-up (SG-SRL).
+
+Lengths and n-grams are counted in *text units* so that they mean the same thing
+in every script: one unit per Han/kana character, one per Tibetan syllable (split
+on the tsheg and shad, which are punctuation), one per space-separated word
+elsewhere.
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+from collections.abc import Sequence
+
+import regex
+
+__all__ = [
+    "text_units",
+    "ramp",
+    "repeated_ngram_ratio",
+    "repetition_penalty",
+    "length_penalty",
+    "batch_median_length_penalties",
+]
+
+_UNIT = regex.compile(
+    r"\p{Han}|\p{Hiragana}|\p{Katakana}|[^\s\p{P}\p{S}\p{Cc}\p{Cf}\p{Han}\p{Hiragana}\p{Katakana}]+"
+)
+
+
+def text_units(text: str) -> list[str]:
+    """Split into script-aware units (syllables, characters or words)."""
+    return _UNIT.findall(text)
+
+
+def ramp(value: float, start: float, full: float) -> float:
+    """0 at or below ``start``, 1 at or above ``full``, linear in between."""
+    if math.isnan(value) or value <= start:
+        return 0.0
+    if value >= full:
+        return 1.0
+    return (value - start) / (full - start)
+
+
+def repeated_ngram_ratio(units: Sequence[str], n: int = 4) -> float:
+    """Share of n-grams that repeat an earlier one: 1 - unique/total (0 for short texts)."""
+    total = len(units) - n + 1
+    if total <= 1:
+        return 0.0
+    grams = {tuple(units[i : i + n]) for i in range(total)}
+    return 1.0 - len(grams) / total
+
+
+def repetition_penalty(ratio: float, threshold: float = 0.15) -> float:
+    """0 up to ``threshold``, then rising linearly to 1 at a ratio of 1."""
+    return ramp(ratio, threshold, 1.0)
+
+
+def length_penalty(length: int, reference_length: float, start: float = 2.5, full: float = 5.0) -> float:
+    """Penalty for outputs much longer than the reference (or batch-median) length.
+
+    Ratios up to ``start`` cost nothing, ``full`` and beyond cost 1.
+    """
+    return ramp(length / max(float(reference_length), 1.0), start, full)
+
+
+def batch_median_length_penalties(lengths: Sequence[int], start: float = 2.5, full: float = 5.0) -> list[float]:
+    """The follow-up's variant: each length against the batch median length."""
+    if not lengths:
+        return []
+    median = statistics.median(lengths)
+    return [length_penalty(n, median, start, full) for n in lengths]

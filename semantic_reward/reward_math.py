@@ -1,0 +1,193 @@
+"""The reward as pure functions: no encoder, no verl, no Ray.
+
+Everything the reward needs from an encoder is one or two cosine similarities;
+the rest (thresholding, language check, penalties, combination) is plain
+arithmetic on strings and floats, unit-tested against hand-computed values.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import numpy as np
+
+from .config import SemanticRewardConfig
+from .languages import ScriptShare, script_share
+from .penalties import length_penalty, repeated_ngram_ratio, repetition_penalty, text_units
+
+__all__ = [
+    "REWARD_KEYS",
+    "cosine_similarity",
+    "similarity_reward",
+    "language_reward",
+    "combine_additive",
+    "combine_gated",
+    "mix_similarity",
+    "reward_components",
+    "empty_components",
+    "is_empty_output",
+]
+
+REWARD_KEYS: tuple[str, ...] = (
+    "score",
+    "semantic_similarity",
+    "similarity_reference",
+    "similarity_source",
+    "semantic_reward",
+    "language_reward",
+    "target_script_share",
+    "length_penalty",
+    "repetition_penalty",
+    "repeated_ngram_ratio",
+    "length_ratio",
+    "is_empty",
+)
+"""Keys of every reward result, always all present (verl needs the same keys per sample)."""
+
+
+def _finite(x: float, default: float = 0.0) -> float:
+    x = float(x)
+    return x if math.isfinite(x) else default
+
+
+def cosine_similarity(a: Sequence[float] | np.ndarray, b: Sequence[float] | np.ndarray) -> float:
+    """Cosine of the L2-normalised vectors, in [-1, 1]; 0 for zero or non-finite vectors."""
+    va = np.asarray(a, dtype=np.float64).ravel()
+    vb = np.asarray(b, dtype=np.float64).ravel()
+    na, nb = np.linalg.norm(va), np.linalg.norm(vb)
+    if not (np.isfinite(na) and np.isfinite(nb)) or na == 0.0 or nb == 0.0:
+        return 0.0
+    return float(np.clip(_finite(np.dot(va / na, vb / nb)), -1.0, 1.0))
+
+
+def similarity_reward(s: float, tau: float) -> float:
+    """The paper's R_sim: 0 if s <= tau, else (s - tau) / (1 - tau)."""
+    s = min(_finite(s), 1.0)
+    if s <= tau:
+        return 0.0
+    return (s - tau) / (1.0 - tau)
+
+
+def language_reward(share: ScriptShare, purity: float, min_letters: int = 1) -> float:
+    """R_lang in {0, 1}: enough letters, and at least ``purity`` of them in the target scripts."""
+    return 1.0 if share.total_letters >= min_letters and share.share >= purity else 0.0
+
+
+def combine_additive(
+    r_sim: float,
+    r_lang: float,
+    p_len: float = 0.0,
+    p_rep: float = 0.0,
+    *,
+    semantic_weight: float = 1.5,
+    language_weight: float = 1.0,
+    length_weight: float = 0.0,
+    repetition_weight: float = 0.0,
+) -> float:
+    """The paper's sum, with optional penalties subtracted."""
+    return semantic_weight * r_sim + language_weight * r_lang - length_weight * p_len - repetition_weight * p_rep
+
+
+def combine_gated(
+    r_sim: float,
+    gate: float,
+    p_len: float = 0.0,
+    p_rep: float = 0.0,
+    *,
+    semantic_weight: float = 1.0,
+    length_weight: float = 0.20,
+    repetition_weight: float = 0.05,
+) -> float:
+    """SG-SRL: g * max(r_sem - w_len * p_len - w_rep * p_rep, 0), the language as a hard gate."""
+    return gate * max(semantic_weight * r_sim - length_weight * p_len - repetition_weight * p_rep, 0.0)
+
+
+def mix_similarity(mode: str, sim_reference: float, sim_source: float, hybrid_weight: float) -> float:
+    """The similarity s the reward thresholds, by mode."""
+    if mode == "reference":
+        return sim_reference
+    if mode == "source":
+        return sim_source
+    return hybrid_weight * sim_reference + (1.0 - hybrid_weight) * sim_source
+
+
+def is_empty_output(response: str) -> bool:
+    """No text units at all: only spaces, punctuation, symbols or control characters."""
+    return not text_units(response)
+
+
+def empty_components() -> dict[str, float]:
+    """An empty output scores 0 on every component."""
+    result = dict.fromkeys(REWARD_KEYS, 0.0)
+    result["is_empty"] = 1.0
+    return result
+
+
+def reward_components(
+    response: str,
+    *,
+    scripts: Sequence[str],
+    config: SemanticRewardConfig,
+    sim_reference: float = 0.0,
+    sim_source: float = 0.0,
+    length_basis: float = 0.0,
+) -> dict[str, float]:
+    """Total reward and every component for one output, given its similarities.
+
+    ``length_basis`` is the length (in text units) the output is compared with:
+    the reference's, or the recent batch median's.
+    """
+    units = text_units(response)
+    if not units:  # nothing but spaces, punctuation, symbols or control characters
+        return empty_components()
+    sim_reference = float(np.clip(_finite(sim_reference), -1.0, 1.0))
+    sim_source = float(np.clip(_finite(sim_source), -1.0, 1.0))
+    s = mix_similarity(config.mode, sim_reference, sim_source, config.hybrid_weight)
+    r_sim = similarity_reward(s, config.tau)
+
+    share = script_share(response, scripts)
+    r_lang = language_reward(share, config.purity, config.min_letters)
+
+    ratio = repeated_ngram_ratio(units, config.repetition_penalty.n)
+    p_rep = repetition_penalty(ratio, config.repetition_penalty.threshold)
+    lp = config.length_penalty
+    length_ratio = len(units) / max(float(length_basis), 1.0)
+    p_len = length_penalty(len(units), length_basis, lp.start, lp.full)
+
+    if config.combine == "gated":
+        total = combine_gated(
+            r_sim,
+            r_lang,
+            p_len,
+            p_rep,
+            semantic_weight=config.semantic_weight,
+            length_weight=lp.weight,
+            repetition_weight=config.repetition_penalty.weight,
+        )
+    else:
+        total = combine_additive(
+            r_sim,
+            r_lang,
+            p_len,
+            p_rep,
+            semantic_weight=config.semantic_weight,
+            language_weight=config.language_weight,
+            length_weight=lp.weight,
+            repetition_weight=config.repetition_penalty.weight,
+        )
+    low, high = config.reward_range
+    return {
+        "score": float(min(max(_finite(total), low), high)),
+        "semantic_similarity": float(s),
+        "similarity_reference": sim_reference,
+        "similarity_source": sim_source,
+        "semantic_reward": float(r_sim),
+        "language_reward": float(r_lang),
+        "target_script_share": float(share.share),
+        "length_penalty": float(p_len),
+        "repetition_penalty": float(p_rep),
+        "repeated_ngram_ratio": float(ratio),
+        "length_ratio": float(length_ratio),
+        "is_empty": 0.0,
+    }

@@ -1,0 +1,161 @@
+"""Scoring model outputs: the embedding service plus the pure reward math.
+
+One ``SemanticScorer`` per reward configuration. ``score`` is the async
+per-trajectory call verl's reward loop makes; ``score_batch`` is the offline
+form (evaluation, benchmarks). Both give identical numbers for identical inputs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import statistics
+import threading
+from collections import deque
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from .config import SemanticRewardConfig
+from .languages import LanguageRegistry
+from .penalties import text_units
+from .reward_math import cosine_similarity, empty_components, is_empty_output, reward_components
+
+__all__ = ["SemanticScorer", "DataError"]
+
+
+class DataError(ValueError):
+    """A dataset row lacks what the configured reward mode needs."""
+
+
+class _RecentLengths:
+    """Median length of the last ``window`` outputs.
+
+    verl scores one trajectory per call, so the follow-up's "batch median" is
+    taken over a sliding window of about one step's outputs in this worker.
+    """
+
+    def __init__(self, window: int):
+        self._lengths: deque[int] = deque(maxlen=window)
+        self._lock = threading.Lock()
+
+    def add_and_median(self, length: int) -> float:
+        with self._lock:
+            self._lengths.append(length)
+            return float(statistics.median(self._lengths))
+
+
+class SemanticScorer:
+    """Turns (output, reference/source, language) into the reward and its components."""
+
+    def __init__(self, config: SemanticRewardConfig, service: Any | None = None):
+        self.config = config
+        self.languages: LanguageRegistry = config.language_registry()
+        if service is None:
+            from .service import shared_embedding_service
+
+            service = shared_embedding_service(config)
+        self.service = service
+        self._recent = _RecentLengths(config.length_penalty.window)
+
+    # -- inputs ---------------------------------------------------------------------
+    def _texts(self, response: str, reference: Any, source: Any) -> tuple[list[str], list[bool]]:
+        mode = self.config.mode
+        texts, flags = [response], [False]
+        if mode in ("reference", "hybrid"):
+            if not isinstance(reference, str):
+                raise DataError(
+                    f"reward mode {mode!r} needs the reference text in reward_model.ground_truth, "
+                    f"got {type(reference).__name__}"
+                )
+            texts.append(reference)
+            flags.append(True)
+        if mode in ("source", "hybrid"):
+            if not isinstance(source, str):
+                raise DataError(
+                    f"reward mode {mode!r} needs the source text in extra_info['source'], got {type(source).__name__}"
+                )
+            texts.append(source)
+            flags.append(True)
+        return texts, flags
+
+    def _length_basis(self, response_units: int, reference: Any, source: Any) -> float:
+        if self.config.length_penalty.relative_to == "batch_median":
+            return self._recent.add_and_median(response_units)
+        anchor = reference if isinstance(reference, str) else source
+        return float(len(text_units(anchor))) if isinstance(anchor, str) else 0.0
+
+    def _finish(
+        self, response: str, vectors: np.ndarray, reference: Any, source: Any, language: str | None
+    ) -> dict[str, float]:
+        scripts = self.languages.get(language or self.config.language).scripts
+        sims = [cosine_similarity(vectors[0], v) for v in vectors[1:]]
+        sim_ref = sims[0] if self.config.mode in ("reference", "hybrid") else 0.0
+        sim_src = sims[-1] if self.config.mode in ("source", "hybrid") else 0.0
+        basis = self._length_basis(len(text_units(response)), reference, source)
+        return reward_components(
+            response,
+            scripts=scripts,
+            config=self.config,
+            sim_reference=sim_ref,
+            sim_source=sim_src,
+            length_basis=basis,
+        )
+
+    @staticmethod
+    def _as_text(response: Any) -> str:
+        if isinstance(response, str):
+            return response
+        return "" if response is None else str(response)
+
+    # -- scoring --------------------------------------------------------------------
+    async def score(
+        self, response: Any, reference: Any = None, source: Any = None, language: str | None = None
+    ) -> dict[str, float]:
+        """Score one output (the per-trajectory path verl drives concurrently)."""
+        response = self._as_text(response)
+        texts, flags = self._texts(response, reference, source)
+        if language is not None:
+            self.languages.get(language)  # unknown per-row language: fail with the list of known ones
+        if is_empty_output(response):
+            return empty_components()
+        vectors = await self.service.embed(texts, flags)
+        return self._finish(response, vectors, reference, source, language)
+
+    def score_batch(
+        self,
+        responses: Sequence[Any],
+        references: Sequence[Any] | None = None,
+        sources: Sequence[Any] | None = None,
+        languages: Sequence[str | None] | None = None,
+    ) -> list[dict[str, float]]:
+        """Score many outputs with one merged encode request."""
+        n = len(responses)
+        references = list(references) if references is not None else [None] * n
+        sources = list(sources) if sources is not None else [None] * n
+        languages = list(languages) if languages is not None else [None] * n
+        if not len(references) == len(sources) == len(languages) == n:
+            raise ValueError("responses, references, sources and languages must have the same length")
+        plans, all_texts, all_flags = [], [], []
+        for response, reference, source in zip(responses, references, sources, strict=True):
+            response = self._as_text(response)
+            texts, flags = self._texts(response, reference, source)
+            if is_empty_output(response):
+                plans.append((response, None))
+                continue
+            plans.append((response, (len(all_texts), len(texts))))
+            all_texts.extend(texts)
+            all_flags.extend(flags)
+        vectors = self.service.embed_sync(all_texts, all_flags) if all_texts else None
+        results = []
+        for (response, span), reference, source, language in zip(plans, references, sources, languages, strict=True):
+            if span is None:
+                results.append(empty_components())
+                continue
+            start, count = span
+            results.append(self._finish(response, vectors[start : start + count], reference, source, language))
+        return results
+
+    def score_sync(self, response: Any, reference: Any = None, source: Any = None, language: str | None = None):
+        """Blocking single-sample form, for scripts and notebooks."""
+        return asyncio.run(self.score(response, reference, source, language))

@@ -1,0 +1,74 @@
+"""``SemanticRewardManager``: verl's reward-loop manager for the semantic reward.
+
+Registered under the name ``semantic`` (through the ``verl.plugins`` entry point,
+see ``semantic_reward.verl.plugin``) and loadable with ``source=importlib``.
+Settings come from ``reward.reward_kwargs`` in the recipe, validated when the
+manager is built.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from verl import DataProto
+from verl.experimental.reward_loop.reward_manager import register
+from verl.experimental.reward_loop.reward_manager.base import RewardManagerBase
+
+from ..config import SemanticRewardConfig
+from ..scorer import SemanticScorer
+from .keys import LANGUAGE_KEY, SOURCE_KEY
+
+__all__ = ["SemanticRewardManager", "settings_from_verl_config"]
+
+logger = logging.getLogger(__name__)
+
+
+def settings_from_verl_config(config: Any) -> SemanticRewardConfig:
+    """Read and validate ``reward.reward_kwargs`` of a full verl config."""
+    reward = config.get("reward") if hasattr(config, "get") else None
+    kwargs = reward.get("reward_kwargs") if reward is not None and hasattr(reward, "get") else None
+    return SemanticRewardConfig.from_mapping(kwargs or {})
+
+
+@register("semantic")
+class SemanticRewardManager(RewardManagerBase):
+    """Scores one trajectory per call through the shared embedding service."""
+
+    def __init__(
+        self,
+        config,
+        tokenizer,
+        compute_score=None,
+        reward_router_address=None,
+        reward_model_tokenizer=None,
+        scorer: SemanticScorer | None = None,
+    ):
+        super().__init__(config, tokenizer, compute_score)
+        self.settings = scorer.config if scorer is not None else settings_from_verl_config(config)
+        self.scorer = scorer if scorer is not None else SemanticScorer(self.settings)
+        reward_cfg = config.get("reward", {}) if hasattr(config, "get") else {}
+        custom = (reward_cfg.get("custom_reward_function") or {}) if hasattr(reward_cfg, "get") else {}
+        if custom.get("path"):
+            logger.warning(
+                "reward.custom_reward_function.path=%s is ignored: the 'semantic' reward manager computes "
+                "the reward itself", custom.get("path")
+            )
+
+    async def run_single(self, data: DataProto) -> dict:
+        item = data[-1]  # multi-sequence outputs: score the last sequence, as verl's managers do
+        response_ids = item.batch["responses"]
+        valid_length = int(item.batch["attention_mask"][-response_ids.shape[-1] :].sum())
+        valid_ids = response_ids[:valid_length]
+        response = await self.loop.run_in_executor(
+            None, lambda: self.tokenizer.decode(valid_ids, skip_special_tokens=True)
+        )
+        reward_model = item.non_tensor_batch.get("reward_model") or {}
+        extra_info = item.non_tensor_batch.get("extra_info") or {}
+        result = await self.scorer.score(
+            response,
+            reference=reward_model.get("ground_truth"),
+            source=extra_info.get(SOURCE_KEY),
+            language=extra_info.get(LANGUAGE_KEY),
+        )
+        return {"reward_score": result["score"], "reward_extra_info": result}

