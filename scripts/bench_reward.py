@@ -23,6 +23,7 @@ from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+os.environ.setdefault("RAY_AUTH_MODE", "disabled")
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from grpo_step import DATASETS, DEFAULT_DATA, build_step, load_pairs  # noqa: E402
@@ -140,9 +141,12 @@ def main(argv=None) -> int:
     if args.ray:
         import ray
 
-        ray.init(num_cpus=4, include_dashboard=False, log_to_driver=False)
-        ray_cfg = SemanticRewardConfig.from_mapping({**settings, "service": {"backend": "ray",
-                                                                            "actor_name": "bench_embedding"}})
+        cores = os.cpu_count() or 1
+        ray.init(num_cpus=cores + 2, include_dashboard=False, log_to_driver=False)
+        # The actor gets every core: Ray limits an actor's torch threads to its num_cpus.
+        ray_cfg = SemanticRewardConfig.from_mapping(
+            {**settings, "service": {"backend": "ray", "actor_name": "bench_embedding", "num_cpus": cores}}
+        )
         client = RayEmbeddingService(ray_cfg.encoder, ray_cfg.service)
         client.embed_sync(["warm-up"])
         t, _ = timed(lambda: service_step(ray_cfg, samples, client))

@@ -23,7 +23,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from grpo_step import CANDIDATE_KINDS, DATASETS, DEFAULT_DATA, ROOT, build_step, load_pairs  # noqa: E402
 
-COLUMNS = ("score", "semantic_similarity", "semantic_reward", "language_reward", "target_script_share",
+FOLLOW_UP = {"combine": "gated", "semantic_weight": 1.0,
+             "length_penalty": {"weight": 0.20}, "repetition_penalty": {"weight": 0.05}}
+"""The source-grounded follow-up's gated reward with its anti-hacking penalties, shown beside the paper's."""
+
+COLUMNS = ("score", "gated_score", "semantic_similarity", "semantic_reward", "language_reward", "target_script_share",
            "length_penalty", "repetition_penalty")
 
 
@@ -52,6 +56,13 @@ async def score_all(samples, settings):
     )
 
 
+def merge_settings(base: dict, extra: dict) -> dict:
+    out = dict(base)
+    for key, value in extra.items():
+        out[key] = merge_settings(out.get(key, {}), value) if isinstance(value, dict) else value
+    return out
+
+
 def summarise(samples, results) -> dict[str, dict[str, float]]:
     table: dict[str, dict[str, float]] = {}
     for kind in CANDIDATE_KINDS:
@@ -76,19 +87,21 @@ def plot(table: dict[str, dict[str, float]], path: Path, reward_max: float) -> N
     import matplotlib.pyplot as plt
 
     kinds = list(table)
+    gated = [table[k]["gated_score"] for k in kinds]
     sem = [table[k]["semantic_reward"] for k in kinds]
     lang = [table[k]["language_reward"] for k in kinds]
     total = [table[k]["score"] for k in kinds]
     fig, ax = plt.subplots(figsize=(9, 4))
     x = range(len(kinds))
-    ax.bar([i - 0.25 for i in x], total, width=0.25, label="total reward")
-    ax.bar(list(x), sem, width=0.25, label="R_sim")
-    ax.bar([i + 0.25 for i in x], lang, width=0.25, label="R_lang")
+    ax.bar([i - 0.3 for i in x], total, width=0.2, label="paper total (1.5 R_sim + R_lang)")
+    ax.bar([i - 0.1 for i in x], gated, width=0.2, label="follow-up gated total")
+    ax.bar([i + 0.1 for i in x], sem, width=0.2, label="R_sim")
+    ax.bar([i + 0.3 for i in x], lang, width=0.2, label="R_lang")
     ax.set_xticks(list(x), kinds, rotation=20)
     ax.set_ylim(0, reward_max * 1.05)
     ax.set_ylabel("mean over candidates")
     ax.set_title("Semantic reward by candidate kind (zh->bo, real pairs)")
-    ax.legend()
+    ax.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
@@ -99,7 +112,7 @@ def main(argv=None) -> int:
     from semantic_reward.config import SemanticRewardConfig
 
     settings = {"language": "tibetan", "encoder": {"model": args.encoder}, "service": {"backend": "local"}}
-    settings.update(args.settings)
+    settings = merge_settings(settings, args.settings)
     config = SemanticRewardConfig.from_mapping(settings)  # fail fast on a bad setting
 
     pairs = load_pairs(args.dataset, args.data_dir)
@@ -112,13 +125,17 @@ def main(argv=None) -> int:
     start = time.perf_counter()
     results = asyncio.run(score_all(samples, settings))
     seconds = time.perf_counter() - start
-
-    table = summarise(samples, results)
-    print()
-    print_table(table)
     from semantic_reward.verl_adapter.compute_score import get_scorer
 
-    stats = get_scorer(settings).service.stats()
+    stats = get_scorer(settings).service.stats()  # the paper-reward pass alone
+    gated = asyncio.run(score_all(samples, merge_settings(settings, FOLLOW_UP)))
+    for res, other in zip(results, gated, strict=True):
+        res["gated_score"] = other["score"]
+
+    table = summarise(samples, results)
+    print("\nmean per candidate kind; score = paper (1.5 R_sim + 1.0 R_lang), gated_score = follow-up "
+          "(R_lang * max(R_sim - 0.20 p_len - 0.05 p_rep, 0))")
+    print_table(table)
     print(f"\n{len(samples)} rewards in {seconds:.2f} s ({len(samples) / seconds:.0f}/s); "
           f"{stats['requests']} requests merged into {stats['encode_calls']} encode calls, "
           f"{stats['cache_hits']} reference-cache hits")

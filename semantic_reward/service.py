@@ -138,56 +138,52 @@ class RayEmbeddingService:
             if self._handle is handle:
                 self._handle = None
 
-    def _is_dead_actor_error(self, exc: BaseException) -> bool:
-        from ray.exceptions import ActorDiedError, ActorUnavailableError, RayActorError
+    def _on_failure(self, handle, exc: BaseException) -> BaseException:
+        """Decide what a failed call means: a dead actor is forgotten (and retried), the rest raise."""
+        from ray.exceptions import ActorDiedError, ActorUnavailableError, GetTimeoutError, RayActorError, RayTaskError
 
-        return isinstance(exc, ActorDiedError | ActorUnavailableError | RayActorError)
+        if isinstance(exc, RayTaskError):  # the encoder itself raised: retrying cannot help
+            raise EncoderError(f"embedding service failed to encode: {exc}") from exc
+        if isinstance(exc, asyncio.TimeoutError | GetTimeoutError):
+            raise EncoderError(
+                f"embedding service gave no answer within service.request_timeout_s="
+                f"{self.service_config.request_timeout_s}s"
+            ) from exc
+        if not isinstance(exc, ActorDiedError | ActorUnavailableError | RayActorError):
+            raise exc
+        self.restarts += 1
+        logger.warning("embedding service actor died (%s); recreating it", exc)
+        self._forget(handle)
+        return exc
 
-    def _give_up(self, exc: BaseException) -> EncoderError:
+    def _give_up(self, exc: BaseException | None) -> EncoderError:
         return EncoderError(
             f"embedding service actor '{self.service_config.actor_name}' failed "
             f"{self.service_config.max_restarts + 1} time(s); last error: {exc}"
         )
 
     async def embed(self, texts: list[str], cacheable: list[bool] | None = None) -> np.ndarray:
-        from ray.exceptions import RayTaskError
-
         last: BaseException | None = None
         for _attempt in range(self.service_config.max_restarts + 1):
             handle = self.handle()
             try:
-                return await asyncio.wait_for(
-                    handle.embed.remote(texts, cacheable), timeout=self.service_config.request_timeout_s
-                )
-            except RayTaskError as exc:  # the encoder itself raised: retrying cannot help
-                raise EncoderError(f"embedding service failed to encode: {exc}") from exc
+                ref = handle.embed.remote(texts, cacheable)
+                return await asyncio.wait_for(ref, timeout=self.service_config.request_timeout_s)
             except Exception as exc:
-                if not self._is_dead_actor_error(exc):
-                    raise
-                last = exc
-                self.restarts += 1
-                logger.warning("embedding service actor died (%s); recreating it", exc)
-                self._forget(handle)
-        raise self._give_up(last)  # type: ignore[arg-type]
+                last = self._on_failure(handle, exc)
+        raise self._give_up(last)
 
     def embed_sync(self, texts: list[str], cacheable: list[bool] | None = None) -> np.ndarray:
         import ray
-        from ray.exceptions import RayTaskError
 
         last: BaseException | None = None
         for _attempt in range(self.service_config.max_restarts + 1):
             handle = self.handle()
             try:
                 return ray.get(handle.embed.remote(texts, cacheable), timeout=self.service_config.request_timeout_s)
-            except RayTaskError as exc:
-                raise EncoderError(f"embedding service failed to encode: {exc}") from exc
             except Exception as exc:
-                if not self._is_dead_actor_error(exc):
-                    raise
-                last = exc
-                self.restarts += 1
-                self._forget(handle)
-        raise self._give_up(last)  # type: ignore[arg-type]
+                last = self._on_failure(handle, exc)
+        raise self._give_up(last)
 
     def stats(self) -> dict[str, Any]:
         import ray
