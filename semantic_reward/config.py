@@ -12,6 +12,7 @@ import dataclasses
 import difflib
 import json
 import os
+import typing
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -27,6 +28,7 @@ __all__ = [
     "SemanticRewardConfig",
     "PACKAGED_MINILM",
     "resolve_model_path",
+    "build_dataclass",
 ]
 
 PACKAGED_MINILM = "packaged-minilm"
@@ -216,7 +218,7 @@ class SemanticRewardConfig:
     @classmethod
     def from_mapping(cls, mapping: Mapping[str, Any] | None) -> SemanticRewardConfig:
         """Build from a plain or OmegaConf mapping; unknown keys are errors."""
-        return _build(cls, _plain(mapping or {}), prefix="")
+        return build_dataclass(cls, mapping or {})
 
     def to_dict(self) -> dict[str, Any]:
         return json.loads(json.dumps(dataclasses.asdict(self), default=dict))
@@ -248,27 +250,29 @@ def _plain(mapping: Any) -> Any:
     return mapping
 
 
-def _build(cls: type, mapping: Mapping[str, Any], prefix: str) -> Any:
+def build_dataclass(cls: type, mapping: Any, prefix: str = "", error: type[Exception] = ConfigError,
+                    what: str = "semantic reward setting") -> Any:
+    """Build a (nested) dataclass from a plain mapping; unknown keys are errors naming the key.
+
+    Fields whose type is itself a dataclass are built recursively, so the error for
+    a typo deep in a recipe names its dotted path (``encoder.modle``).
+    """
+    mapping = _plain(mapping)
     if not isinstance(mapping, Mapping):
-        raise ConfigError(f"semantic reward setting '{prefix.rstrip('.') or '<root>'}': expected a mapping")
+        raise error(f"{what} '{prefix.rstrip('.') or '<root>'}': expected a mapping, got {type(mapping).__name__}")
     fields = {f.name: f for f in dataclasses.fields(cls)}
+    hints = typing.get_type_hints(cls)
     kwargs: dict[str, Any] = {}
     for key, value in mapping.items():
         if key not in fields:
             close = difflib.get_close_matches(str(key), fields, n=1)
             hint = f"; did you mean '{prefix}{close[0]}'?" if close else f"; known: {', '.join(fields)}"
-            raise ConfigError(f"semantic reward setting '{prefix}{key}' is unknown{hint}")
-        nested = _NESTED.get((cls, key))
-        kwargs[key] = _build(nested, value, f"{prefix}{key}.") if nested else value
+            raise error(f"{what} '{prefix}{key}' is unknown{hint}")
+        nested = hints.get(key)
+        if dataclasses.is_dataclass(nested) and not isinstance(value, nested):
+            value = build_dataclass(nested, value, f"{prefix}{key}.", error, what)
+        kwargs[key] = value
     return cls(**kwargs)
-
-
-_NESTED: dict[tuple[type, str], type] = {
-    (SemanticRewardConfig, "encoder"): EncoderConfig,
-    (SemanticRewardConfig, "service"): ServiceConfig,
-    (SemanticRewardConfig, "length_penalty"): LengthPenaltyConfig,
-    (SemanticRewardConfig, "repetition_penalty"): RepetitionPenaltyConfig,
-}
 
 
 def _is_number(value: Any) -> bool:

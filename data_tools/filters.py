@@ -1,0 +1,89 @@
+"""Row filters. Nothing is dropped silently: each reason has a counter in the stats."""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterable, Iterator
+
+from semantic_reward.languages import LanguageRegistry, script_share
+from semantic_reward.penalties import text_units
+
+from .config import FilterConfig
+from .records import Pair
+
+__all__ = ["RowFilter", "REASONS"]
+
+REASONS = (
+    "empty_source",
+    "empty_target",
+    "wrong_script_source",
+    "wrong_script_target",
+    "too_short",
+    "too_long_source",
+    "too_long_target",
+    "length_ratio",
+    "target_equals_source",
+    "duplicate_exact",
+    "duplicate_normalized",
+)
+
+
+class RowFilter:
+    """Applies ``FilterConfig`` to normalised pairs; ``counts`` holds one counter per reason."""
+
+    def __init__(self, config: FilterConfig, source_language: str, target_language: str):
+        self.config = config
+        registry = LanguageRegistry()
+        self.source_scripts = registry.get(source_language).scripts
+        self.target_scripts = registry.get(target_language).scripts
+        self.counts: Counter[str] = Counter(dict.fromkeys(REASONS, 0))
+        self._seen_exact: set[tuple[str, str | None]] = set()
+        self._seen_normalized: set[tuple[str, str | None]] = set()
+
+    def reason(self, pair: Pair, raw: tuple[str, str | None]) -> str | None:
+        """Why this pair is dropped, or None to keep it."""
+        cfg = self.config
+        src_units = len(text_units(pair.source))
+        if not pair.source.strip() or src_units == 0:
+            return "empty_source"
+        tgt_units = None
+        if pair.target is not None:
+            tgt_units = len(text_units(pair.target))
+            if not pair.target.strip() or tgt_units == 0:
+                return "empty_target"
+        if script_share(pair.source, self.source_scripts).share < cfg.min_script_share:
+            return "wrong_script_source"
+        if pair.target is not None and script_share(pair.target, self.target_scripts).share < cfg.min_script_share:
+            return "wrong_script_target"
+        if src_units < cfg.min_units or (tgt_units is not None and tgt_units < cfg.min_units):
+            return "too_short"
+        if src_units > cfg.max_source_units:
+            return "too_long_source"
+        if tgt_units is not None and tgt_units > cfg.max_target_units:
+            return "too_long_target"
+        if (
+            cfg.max_length_ratio is not None
+            and tgt_units is not None
+            and max(src_units, tgt_units) >= cfg.ratio_min_units
+            and max(src_units, tgt_units) / max(min(src_units, tgt_units), 1) > cfg.max_length_ratio
+        ):
+            return "length_ratio"
+        if cfg.drop_target_equals_source and pair.target is not None and pair.target == pair.source:
+            return "target_equals_source"
+        if cfg.drop_duplicates:
+            if raw in self._seen_exact:
+                return "duplicate_exact"
+            self._seen_exact.add(raw)
+            key = (pair.source, pair.target)
+            if key in self._seen_normalized:
+                return "duplicate_normalized"
+            self._seen_normalized.add(key)
+        return None
+
+    def apply(self, rows: Iterable[tuple[Pair, tuple[str, str | None]]]) -> Iterator[Pair]:
+        for pair, raw in rows:
+            why = self.reason(pair, raw)
+            if why is None:
+                yield pair
+            else:
+                self.counts[why] += 1
