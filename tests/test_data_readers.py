@@ -39,14 +39,15 @@ def test_jsonl_reader_on_real_files(name):
 
 def write_formats(tmp_path, pairs):
     """The same pairs as JSONL, JSON array, TSV, CSV, aligned files and a local parquet dataset."""
+    import csv
+
     (tmp_path / "c.jsonl").write_text("\n".join(json.dumps(p, ensure_ascii=False) for p in pairs), encoding="utf-8")
     (tmp_path / "c.json").write_text(json.dumps(pairs, ensure_ascii=False), encoding="utf-8")
     for name, sep in (("c.tsv", "\t"), ("c.csv", ",")):
-        lines = [sep.join(["id", "zh", "bo"])]
-        for p in pairs:
-            zh = f'"{p["zh"]}"' if sep in p["zh"] else p["zh"]
-            lines.append(sep.join([p["id"], zh, p["bo"]]))
-        (tmp_path / name).write_text("\n".join(lines) + "\n", encoding="utf-8")
+        with open(tmp_path / name, "w", encoding="utf-8", newline="") as fh:
+            writer = csv.writer(fh, delimiter=sep, lineterminator="\n")
+            writer.writerow(["id", "zh", "bo"])
+            writer.writerows([p["id"], p["zh"], p["bo"]] for p in pairs)
     (tmp_path / "c.zh").write_text("\n".join(p["zh"] for p in pairs) + "\n", encoding="utf-8")
     (tmp_path / "c.bo").write_text("\n".join(p["bo"] for p in pairs) + "\n", encoding="utf-8")
     import datasets
@@ -57,14 +58,20 @@ def write_formats(tmp_path, pairs):
 
 SELF_MADE = [
     {"id": "a", "zh": "你好，世界", "bo": "བཀྲ་ཤིས་བདེ་ལེགས།"},
-    {"id": "b", "zh": "新中国成立", "bo": "ཀྲུང་གོ་གསར་པ།"},
+    {"id": "b", "zh": 'comma, and "quotes"', "bo": "ཀྲུང་གོ་གསར་པ།"},
     {"id": "c", "zh": "谢谢", "bo": "ཐུགས་རྗེ་ཆེ།"},
 ]
 
 
-def test_every_format_reads_the_same_pairs(tmp_path):
-    write_formats(tmp_path, SELF_MADE)
-    expected = [(p["zh"], p["bo"]) for p in SELF_MADE]
+def real_news_pairs():
+    return [{"id": r["id"], "zh": r["zh"], "bo": r["bo"]} for r in shared_rows("bo_zh_news.jsonl")]
+
+
+@pytest.mark.parametrize("source", ["self_made", "real_news"])
+def test_every_format_reads_the_same_pairs(tmp_path, source):
+    pairs = SELF_MADE if source == "self_made" else real_news_pairs()
+    write_formats(tmp_path, pairs)
+    expected = [(p["zh"], p["bo"]) for p in pairs]
     for fields in (
         list(read_jsonl(str(tmp_path / "c.jsonl"))),
         list(read_json_array(str(tmp_path / "c.json"))),
@@ -74,7 +81,7 @@ def test_every_format_reads_the_same_pairs(tmp_path):
         list(read_hf(str(tmp_path / "hf"))),
     ):
         assert [(r.fields["zh"], r.fields["bo"]) for r in fields] == expected
-    assert [r.fields["zh"] for r in read_text(str(tmp_path / "c.zh"), "zh")] == [p["zh"] for p in SELF_MADE]
+    assert [r.fields["zh"] for r in read_text(str(tmp_path / "c.zh"), "zh")] == [p["zh"] for p in pairs]
 
 
 def test_configurable_field_names(tmp_path):
