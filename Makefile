@@ -9,7 +9,7 @@ export HF_HUB_OFFLINE ?= 1
 export TOKENIZERS_PARALLELISM ?= false
 export RAY_AUTH_MODE ?= disabled
 
-.PHONY: install quickstart test bench clean
+.PHONY: install quickstart test bench encoder-demo clean
 
 install: $(VENV)/.installed
 
@@ -28,6 +28,9 @@ test: install
 
 bench: install
 	$(PY) scripts/bench_reward.py --quick --json outputs/bench_reward.json
+
+encoder-demo: install
+	$(PY) scripts/encoder_demo.py
 
 clean:
 	rm -rf $(VENV) outputs .pytest_cache

@@ -1,0 +1,7 @@
+"""Building, training and auditing the reward encoder.
+
+The paper's reward rests on an encoder that measures Tibetan meaning: a CINO/XLM-R
+model trained contrastively on Chinese-Tibetan pairs. ``train`` makes one from any
+transformers encoder; ``audit`` says whether an encoder can be trusted as a reward
+before GPU days are spent on RL; ``tiny`` builds a small offline encoder for demos.
+"""

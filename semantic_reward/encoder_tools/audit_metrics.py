@@ -1,0 +1,86 @@
+"""Pure metrics of an encoder audit, computed on embeddings and similarity lists.
+
+Kept free of any model so each can be tested on hand-made vectors with known answers.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+__all__ = [
+    "normalize_rows",
+    "retrieval_p_at_1",
+    "pair_similarities",
+    "random_pair_similarities",
+    "roc_auc",
+    "propose_tau",
+]
+
+
+def normalize_rows(x: np.ndarray) -> np.ndarray:
+    x = np.asarray(x, dtype=np.float64)
+    norms = np.linalg.norm(x, axis=1, keepdims=True)
+    return x / np.where(norms == 0, 1.0, norms)
+
+
+def retrieval_p_at_1(src: np.ndarray, tgt: np.ndarray) -> tuple[float, float]:
+    """Bitext retrieval precision@1: src i must find tgt i among all targets, and back.
+
+    Ties count as misses unless the true partner is the unique maximum, so a
+    constant encoder scores 0, not 1.
+    """
+    s, t = normalize_rows(src), normalize_rows(tgt)
+    sim = s @ t.T
+    n = sim.shape[0]
+    if n == 0:
+        return 0.0, 0.0
+    diag = np.diag(sim)
+
+    def hits(matrix: np.ndarray, own: np.ndarray) -> float:
+        others = matrix.copy()
+        np.fill_diagonal(others, -np.inf)
+        return float(np.mean(own > others.max(axis=1))) if n > 1 else 1.0
+
+    return hits(sim, diag), hits(sim.T, diag)
+
+
+def pair_similarities(src: np.ndarray, tgt: np.ndarray) -> np.ndarray:
+    """Cosine of each aligned pair."""
+    return np.sum(normalize_rows(src) * normalize_rows(tgt), axis=1)
+
+
+def random_pair_similarities(src: np.ndarray, tgt: np.ndarray, seed: int = 0) -> np.ndarray:
+    """Cosine of each source with a different, randomly chosen target (a derangement)."""
+    n = len(src)
+    if n < 2:
+        return np.zeros(0)
+    rng = np.random.default_rng(seed)
+    shift = rng.integers(1, n, size=n)
+    partner = (np.arange(n) + shift) % n
+    return np.sum(normalize_rows(src) * normalize_rows(tgt)[partner], axis=1)
+
+
+def roc_auc(positives: Sequence[float], negatives: Sequence[float]) -> float:
+    """Probability that a true pair outscores a random pair (ties count half)."""
+    from sklearn.metrics import roc_auc_score
+
+    pos, neg = np.asarray(positives, float), np.asarray(negatives, float)
+    if pos.size == 0 or neg.size == 0:
+        return 0.5
+    labels = np.r_[np.ones(pos.size), np.zeros(neg.size)]
+    return float(roc_auc_score(labels, np.r_[pos, neg]))
+
+
+def propose_tau(similarities: Sequence[float], percentile: float = 25.0) -> float:
+    """A tau from a cold-start model's output/reference similarities.
+
+    The paper defines tau as the cold-start model's minimal semantic adequacy: a
+    low percentile of its similarity distribution, so the typical cold-start
+    output already earns some reward and the worst ones earn none. Clipped to [0, 0.99].
+    """
+    values = np.asarray([s for s in similarities if np.isfinite(s)], dtype=float)
+    if values.size == 0:
+        raise ValueError("no finite similarities to propose tau from")
+    return float(np.clip(np.percentile(values, percentile), 0.0, 0.99))
