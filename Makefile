@@ -9,7 +9,7 @@ export HF_HUB_OFFLINE ?= 1
 export TOKENIZERS_PARALLELISM ?= false
 export RAY_AUTH_MODE ?= disabled
 
-.PHONY: install quickstart test bench encoder-demo clean
+.PHONY: install quickstart test bench encoder-demo eval-demo clean
 
 install: $(VENV)/.installed
 
@@ -31,6 +31,9 @@ bench: install
 
 encoder-demo: install
 	$(PY) scripts/encoder_demo.py
+
+eval-demo: install
+	$(PY) scripts/eval_demo.py
 
 clean:
 	rm -rf $(VENV) outputs .pytest_cache

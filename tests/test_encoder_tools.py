@@ -80,8 +80,8 @@ def test_unk_share_counts_target_letters_in_unknown_tokens(minilm_path):
     assert unk_share(tok, ["123 ..."], ["Tibetan"]) == 0.0  # no target letters at all
 
 
-@pytest.mark.parametrize("anchor", ["source", "target"])
-def test_training_entry_point_tiny_run(tmp_path, anchor):
+@pytest.mark.parametrize(("anchor", "hard_negatives"), [("source", False), ("target", True)])
+def test_training_entry_point_tiny_run(tmp_path, anchor, hard_negatives):
     from sentence_transformers import SentenceTransformer
 
     from semantic_reward.encoder_tools.tiny import build_tiny_encoder
@@ -93,6 +93,7 @@ def test_training_entry_point_tiny_run(tmp_path, anchor):
                               num_heads=2)
     before = load_as_sentence_transformer(str(base), device="cpu").encode(src[:3])
     cfg = EncoderTrainConfig(model=str(base), output_dir=str(tmp_path / "run"), anchor=anchor, epochs=1,
+                             hard_negatives=hard_negatives,
                              batch_size=8, learning_rate=1e-3, save_steps=3, eval_steps=3, device="cpu")
     final = train_encoder(cfg, src, tgt, src[:8], tgt[:8])
     model = SentenceTransformer(str(final), device="cpu")

@@ -1,0 +1,180 @@
+"""Evaluation: hand-computed metric cases, sacrebleu parity, drift, the judge over real HTTP, the report."""
+
+import json
+import threading
+from http.server import BaseHTTPRequestHandler, HTTPServer
+
+import numpy as np
+import pytest
+import sacrebleu
+
+from semantic_reward.evaluation.cmrc import cmrc_em, cmrc_f1, cmrc_scores, segment
+from semantic_reward.evaluation.judge import JudgeConfig, combine, judge_pairwise, parse_verdict, wilson_interval
+from semantic_reward.evaluation.metrics import (
+    bleu,
+    bootstrap_ci,
+    chrf,
+    language_consistency,
+    lcs_length,
+    paired_bootstrap,
+    rouge_l,
+)
+from semantic_reward.evaluation.tokenize import pretokenize, rouge_units, tibetan_syllables
+
+
+def test_tibetan_tokenisation_by_hand():
+    assert tibetan_syllables("བཀྲ་ཤིས་བདེ་ལེགས།") == ["བཀྲ", "ཤིས", "བདེ", "ལེགས", "།"]
+    assert tibetan_syllables("ཀ\u0f0cཁ། །ག") == ["ཀ", "ཁ", "།", "།", "ག"]
+    assert pretokenize("ཀ་ཁ།", "bo") == "ཀ ཁ །"
+    assert rouge_units("ཀ་ཁ། །ག", "bo") == ["ཀ", "ཁ", "ག"]  # shads are not scored by ROUGE-L
+    assert rouge_units("你好，世界abc", "zh") == ["你", "好", "世", "界", "abc"]
+
+
+def test_rouge_l_by_hand():
+    assert lcs_length("ABCBDAB", "BDCABA") == 4
+    # units a b c d vs a c d: LCS 3 -> P = 3/3, R = 3/4 -> F = 2*1*0.75/1.75 = 0.857142...
+    assert rouge_l("ཀ་ཁ་ག་ང", "ཀ་ག་ང", "bo") == pytest.approx(2 * 1 * 0.75 / 1.75)
+    assert rouge_l("你好世界", "你好世界", "zh") == 1.0
+    assert rouge_l("", "你好", "zh") == 0.0
+    # 你们好 vs 你好: LCS 2 -> P 2/3, R 1 -> F 0.8
+    assert rouge_l("你们好", "你好", "zh") == pytest.approx(0.8)
+
+
+def test_bleu_and_chrf_equal_sacrebleu_called_directly(news_pairs):
+    refs_zh = [r["zh"] for r in news_pairs[:30]]
+    hyps_zh = [r["zh"][: max(1, len(r["zh"]) * 2 // 3)] for r in news_pairs[:30]]
+    assert bleu(hyps_zh, refs_zh, "zh") == pytest.approx(sacrebleu.corpus_bleu(hyps_zh, [refs_zh], tokenize="zh").score / 100)
+    assert chrf(hyps_zh, refs_zh, "zh") == pytest.approx(
+        sacrebleu.metrics.CHRF(word_order=2).corpus_score(hyps_zh, [refs_zh]).score / 100)
+    refs_bo = [r["bo"] for r in news_pairs[:30]]
+    hyps_bo = [r["bo"][: len(r["bo"]) // 2] for r in news_pairs[:30]]
+    direct = sacrebleu.corpus_bleu([pretokenize(h, "bo") for h in hyps_bo], [[pretokenize(r, "bo") for r in refs_bo]],
+                                   tokenize="none").score / 100
+    assert bleu(hyps_bo, refs_bo, "bo") == pytest.approx(direct)
+    assert 0.0 < bleu(hyps_bo, refs_bo, "bo") < 1.0
+    assert bleu(refs_bo, refs_bo, "bo") == pytest.approx(1.0)
+
+
+def test_cmrc_em_f1_by_hand():
+    assert segment("Hello，世界 2018！") == ["hello", "世", "界", "2018"]
+    assert cmrc_em("台湾新北市。", ["台湾新北市"]) == 100.0  # punctuation ignored
+    assert cmrc_em("新北市", ["台湾新北市"]) == 0.0
+    # pred 新北市 (3) vs ref 台湾新北市 (5): common substring 3 -> P 1, R 0.6 -> F1 75
+    assert cmrc_f1("新北市", ["台湾新北市"]) == pytest.approx(75.0)
+    # best over references
+    assert cmrc_f1("新北市", ["台湾", "新北市"]) == pytest.approx(100.0)
+    # common substring, not subsequence: 北京大学 vs 北大: substring 1 -> P 1/4, R 1/2 -> F1 33.33
+    assert cmrc_f1("北京大学", ["北大"]) == pytest.approx(100 * 2 * 0.25 * 0.5 / 0.75)
+    assert cmrc_f1("", ["北大"]) == 0.0
+    s = cmrc_scores(["新北市", "台湾新北市"], [["台湾新北市"], ["台湾新北市"]])
+    assert s == {"em": 50.0, "f1": pytest.approx(87.5), "avg": pytest.approx(68.75), "questions": 2}
+
+
+def test_language_consistency_and_bootstrap():
+    assert language_consistency(["བཀྲ་ཤིས།", "你好", ""], "bo") == pytest.approx(1 / 3)
+    ci = bootstrap_ci(lambda h, r: float(np.mean([a == b for a, b in zip(h, r)])), list("aabb"), list("abab"), n=200)
+    assert ci.value == 0.5 and 0.0 <= ci.low <= 0.5 <= ci.high <= 1.0
+    same = paired_bootstrap(lambda h, r: float(np.mean([a == b for a, b in zip(h, r)])), list("ab"), list("ab"),
+                            list("ab"), n=100)
+    assert same["difference"] == 0.0 and same["p_value"] == 1.0
+    better = paired_bootstrap(lambda h, r: float(np.mean([a == b for a, b in zip(h, r)])), list("xxxxxxxx"),
+                              list("abcdabcd"), list("abcdabcd"), n=200)
+    assert better["difference"] == 1.0 and better["p_value"] < 0.01
+
+
+def test_drift_identical_is_zero_and_perturbed_is_positive(tmp_path):
+    from transformers import AutoTokenizer
+
+    from semantic_reward.evaluation.drift import drift_summary, token_drift
+    from semantic_reward.tiny_policy import build_tiny_policy, perturbed_copy, train_causal_lm
+
+    texts = [f"第{i}句话讲的是天气很好。" for i in range(60)]
+    init = build_tiny_policy(texts, tmp_path / "init", vocab_size=400, hidden_size=32, num_layers=1, num_heads=2)
+    base = train_causal_lm(init, texts, tmp_path / "base", steps=60, batch_size=8, progress=False)
+    noisy = perturbed_copy(base, tmp_path / "noisy", scale=1.0)
+    tok = AutoTokenizer.from_pretrained(base)
+    ood = ["今天的天气很好，我们去公园。", "第三句话讲的是别的事情。"]
+    same = drift_summary(token_drift(str(base), str(base), tok, ood, progress=False))
+    assert same["nll_increase_mean"] == pytest.approx(0.0, abs=1e-6) and same["kl_p90"] == pytest.approx(0.0, abs=1e-6)
+    moved = drift_summary(token_drift(str(base), str(noisy), tok, ood, progress=False))
+    assert moved["nll_increase_mean"] > 0.01 and moved["kl_p90"] > 0.01 and moved["tokens"] == same["tokens"] > 0
+
+
+class _JudgeHandler(BaseHTTPRequestHandler):
+    """Prefers the answer containing 'good'; says A when both or neither do (a position-biased judge)."""
+
+    calls = []
+
+    def do_POST(self):  # noqa: N802 - http.server's API
+        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+        _JudgeHandler.calls.append(body)
+        user = body["messages"][-1]["content"]
+        a = user.split("Answer A:")[1].split("Answer B:")[0]
+        b = user.split("Answer B:")[1]
+        verdict = "B" if ("good" in b and "good" not in a) else "A"
+        payload = json.dumps({"choices": [{"message": {"role": "assistant", "content": verdict}}]}).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(payload)))
+        self.end_headers()
+        self.wfile.write(payload)
+
+    def log_message(self, *args):
+        pass
+
+
+def test_judge_against_a_real_local_http_server():
+    server = HTTPServer(("127.0.0.1", 0), _JudgeHandler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        cfg = JudgeConfig(base_url=f"http://127.0.0.1:{server.server_port}", model="judge", timeout_s=10)
+        items = [
+            {"source": "s1", "reference": "r", "x": "good answer", "y": "bad answer"},  # x wins both orders
+            {"source": "s2", "reference": "r", "x": "bad", "y": "good"},  # y wins both orders
+            {"source": "s3", "reference": "r", "x": "meh", "y": "meh too"},  # position bias only -> tie
+            {"source": "s4", "reference": "r", "x": "good one", "y": "good two"},  # A in both orders -> tie
+        ]
+        result = judge_pairwise(cfg, items, "grpo", "sft")
+    finally:
+        server.shutdown()
+    assert result["outcomes"] == ["x", "y", "tie", "tie"]
+    assert (result["grpo_wins"], result["sft_wins"], result["ties"]) == (1, 1, 2)
+    assert result["grpo_win_rate"] == pytest.approx(0.5)
+    assert result["ci95"][0] < 0.5 < result["ci95"][1]
+    assert len(_JudgeHandler.calls) == 8  # both orders for every item
+    assert "s1" in _JudgeHandler.calls[0]["messages"][-1]["content"]
+
+
+def test_judge_verdict_parsing_and_combination():
+    assert parse_verdict("A") == "A" and parse_verdict("Answer: B.") == "B" and parse_verdict("TIE") == "tie"
+    assert parse_verdict("") == "tie"
+    assert combine("A", "B") == "x" and combine("B", "A") == "y" and combine("A", "A") == "tie"
+    assert combine("tie", "B") == "tie"
+    low, high = wilson_interval(5, 10)
+    assert low == pytest.approx(0.2366, abs=1e-3) and high == pytest.approx(0.7634, abs=1e-3)
+
+
+def test_eval_demo_writes_report(tmp_path, news_pairs):
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    out = tmp_path / "demo"
+    proc = subprocess.run(
+        [sys.executable, "scripts/eval_demo.py", "--out", str(out), "--mt-rows", "6", "--cmrc-questions", "4",
+         "--drift-passages", "4", "--base-steps", "20", "--sft-steps", "20", "--bootstrap", "50",
+         "--max-new-tokens", "8"],
+        cwd=root, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    report = json.loads((out / "report.json").read_text())["systems"]
+    keys = ("bleu", "chrf", "rouge_l", "semantic_similarity", "language_consistency", "cmrc_em", "cmrc_f1",
+            "nll_increase_mean", "nll_increase_p90", "kl_p90")
+    for name in ("base", "sft"):
+        assert all(isinstance(report[name][k], float) for k in keys)
+    assert report["base"]["nll_increase_mean"] == pytest.approx(0.0, abs=1e-6)
+    assert report["sft"]["nll_increase_mean"] != 0.0
+    for png in ("quality_vs_tax.png", "metric_bars.png", "drift_distributions.png"):
+        assert (out / png).stat().st_size > 10_000
+    assert "| sft |" in (out / "report.md").read_text()
