@@ -178,3 +178,25 @@ def test_eval_demo_writes_report(tmp_path, news_pairs):
     for png in ("quality_vs_tax.png", "metric_bars.png", "drift_distributions.png"):
         assert (out / png).stat().st_size > 10_000
     assert "| sft |" in (out / "report.md").read_text()
+
+
+def test_general_benchmark_through_lm_eval_on_a_local_task(tmp_path):
+    pytest.importorskip("lm_eval", reason="lm-eval is not installed")
+    from semantic_reward.evaluation.general import run_lm_eval
+    from semantic_reward.tiny_policy import build_tiny_policy
+
+    rows = [{"question": f"{a}+{b}=", "choices": [str(a + b), str(a + b + 1), str(a * 7)], "label": 0}
+            for a in range(1, 6) for b in range(1, 3)]
+    (tmp_path / "mc.jsonl").write_text("\n".join(json.dumps(r) for r in rows), encoding="utf-8")
+    (tmp_path / "tasks").mkdir()
+    (tmp_path / "tasks" / "local_mc.yaml").write_text(
+        "task: local_mc\ndataset_path: json\ndataset_kwargs:\n  data_files:\n"
+        f"    test: {tmp_path / 'mc.jsonl'}\ntest_split: test\noutput_type: multiple_choice\n"
+        'doc_to_text: "{{question}}"\ndoc_to_choice: "{{choices}}"\ndoc_to_target: "{{label}}"\n'
+        "metric_list:\n  - metric: acc\n", encoding="utf-8")
+    model = build_tiny_policy([r["question"] + c for r in rows for c in r["choices"]], tmp_path / "m",
+                              vocab_size=300, hidden_size=32, num_layers=1, num_heads=2)
+    result = run_lm_eval(str(model), ["local_mc"], device="cpu", batch_size=4, include_path=str(tmp_path / "tasks"))
+    assert set(result) == {"local_mc"}
+    assert 0.0 <= result["local_mc"]["acc"] <= 1.0
+    assert "acc_stderr" not in result["local_mc"]
