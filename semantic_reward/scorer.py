@@ -45,13 +45,26 @@ class _RecentLengths:
             return float(statistics.median(self._lengths))
 
 
+def lexical_similarity(metric: str, output: str, reference: str, language: str) -> float:
+    """Sentence chrF++ or BLEU in [0, 1], tokenised for the language (the lexical ablation's s)."""
+    import sacrebleu
+
+    from .evaluation.tokenize import bleu_tokenizer, pretokenize
+
+    hyp, ref = pretokenize(output, language), pretokenize(reference, language)
+    if metric == "chrf":
+        return sacrebleu.sentence_chrf(hyp, [ref], word_order=2).score / 100.0
+    return sacrebleu.sentence_bleu(hyp, [ref], tokenize=bleu_tokenizer(language)).score / 100.0
+
+
 class SemanticScorer:
     """Turns (output, reference/source, language) into the reward and its components."""
 
     def __init__(self, config: SemanticRewardConfig, service: Any | None = None):
         self.config = config
         self.languages: LanguageRegistry = config.language_registry()
-        if service is None:
+        self.lexical = config.similarity != "embedding"
+        if service is None and not self.lexical:
             from .service import shared_embedding_service
 
             service = shared_embedding_service(config)
@@ -85,11 +98,19 @@ class SemanticScorer:
         anchor = reference if isinstance(reference, str) else source
         return float(len(text_units(anchor))) if isinstance(anchor, str) else 0.0
 
+    def _lexical(self, texts: list[str], language: str | None) -> list[float]:
+        scripts = self.languages.get(language or self.config.language).scripts
+        code = "bo" if "Tibetan" in scripts else "zh" if scripts == ("Han",) else "other"
+        return [lexical_similarity(self.config.similarity, texts[0], ref, code) for ref in texts[1:]]
+
+    @staticmethod
+    def _cosines(vectors: np.ndarray) -> list[float]:
+        return [cosine_similarity(vectors[0], v) for v in vectors[1:]]
+
     def _finish(
-        self, response: str, vectors: np.ndarray, reference: Any, source: Any, language: str | None
+        self, response: str, sims: list[float], reference: Any, source: Any, language: str | None
     ) -> dict[str, float]:
         scripts = self.languages.get(language or self.config.language).scripts
-        sims = [cosine_similarity(vectors[0], v) for v in vectors[1:]]
         sim_ref = sims[0] if self.config.mode in ("reference", "hybrid") else 0.0
         sim_src = sims[-1] if self.config.mode in ("source", "hybrid") else 0.0
         basis = self._length_basis(len(text_units(response)), reference, source)
@@ -119,8 +140,11 @@ class SemanticScorer:
             self.languages.get(language)  # unknown per-row language: fail with the list of known ones
         if is_empty_output(response):
             return empty_components()
-        vectors = await self.service.embed(texts, flags)
-        return self._finish(response, vectors, reference, source, language)
+        if self.lexical:
+            sims = self._lexical(texts, language)
+        else:
+            sims = self._cosines(await self.service.embed(texts, flags))
+        return self._finish(response, sims, reference, source, language)
 
     def score_batch(
         self,
@@ -146,14 +170,16 @@ class SemanticScorer:
             plans.append((response, (len(all_texts), len(texts))))
             all_texts.extend(texts)
             all_flags.extend(flags)
-        vectors = self.service.embed_sync(all_texts, all_flags) if all_texts else None
+        vectors = self.service.embed_sync(all_texts, all_flags) if all_texts and not self.lexical else None
         results = []
         for (response, span), reference, source, language in zip(plans, references, sources, languages, strict=True):
             if span is None:
                 results.append(empty_components())
                 continue
             start, count = span
-            results.append(self._finish(response, vectors[start : start + count], reference, source, language))
+            pair = all_texts[start : start + count]
+            sims = self._lexical(pair, language) if self.lexical else self._cosines(vectors[start : start + count])
+            results.append(self._finish(response, sims, reference, source, language))
         return results
 
     def score_sync(self, response: Any, reference: Any = None, source: Any = None, language: str | None = None):

@@ -84,3 +84,29 @@ def test_batch_median_length_window():
     # window [4, 4, 4, 40] -> median 4; 40/4 = 10 >= 5 -> full penalty
     assert all(r["length_penalty"] == 0.0 for r in short)
     assert res["length_penalty"] == 1.0 and res["length_ratio"] == pytest.approx(10.0)
+
+
+@pytest.mark.parametrize("metric", ["chrf", "bleu"])
+def test_lexical_ablation_uses_sacrebleu_sentence_scores(metric):
+    import sacrebleu
+
+    from semantic_reward.evaluation.tokenize import pretokenize
+
+    config = SemanticRewardConfig.from_mapping({"similarity": metric, "tau": 0.0})
+    scorer = SemanticScorer(config)
+    assert scorer.service is None  # no encoder is loaded for a lexical reward
+    out, ref = "བཀྲ་ཤིས་བདེ།", "བཀྲ་ཤིས་བདེ་ལེགས།"
+    h, r = pretokenize(out, "bo"), pretokenize(ref, "bo")
+    expected = (sacrebleu.sentence_chrf(h, [r], word_order=2) if metric == "chrf"
+                else sacrebleu.sentence_bleu(h, [r], tokenize="none")).score / 100
+    res = asyncio.run(scorer.score(out, reference=ref))
+    assert res["semantic_similarity"] == pytest.approx(expected)
+    assert res["score"] == pytest.approx(1.5 * expected + 1.0)
+    assert scorer.score_batch([out, ""], [ref, ref])[0] == pytest.approx(res)
+
+
+def test_lexical_needs_reference_mode():
+    from semantic_reward.config import ConfigError
+
+    with pytest.raises(ConfigError, match="'similarity'"):
+        SemanticRewardConfig.from_mapping({"similarity": "chrf", "mode": "source"})
