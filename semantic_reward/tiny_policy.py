@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from pathlib import Path
 
-__all__ = ["CHATML_TEMPLATE", "build_tiny_policy", "perturbed_copy"]
+__all__ = ["CHATML_TEMPLATE", "train_chat_tokenizer", "build_tiny_policy", "perturbed_copy", "train_causal_lm"]
 
 CHATML_TEMPLATE = (
     "{% for message in messages %}<|im_start|>{{ message['role'] }}\n{{ message['content'] }}<|im_end|>\n"
@@ -18,12 +18,10 @@ CHATML_TEMPLATE = (
 )
 
 
-def build_tiny_policy(texts: Iterable[str], out_dir: str | Path, vocab_size: int = 4000, hidden_size: int = 64,
-                      num_layers: int = 2, num_heads: int = 4, max_positions: int = 2048, seed: int = 0) -> Path:
-    """Train a tokenizer on ``texts`` and save it with a randomly initialised Qwen3 model."""
-    import torch
+def train_chat_tokenizer(texts: Iterable[str], out_dir: str | Path, vocab_size: int = 4000):
+    """A byte-level BPE tokenizer (any text encodes) with ChatML special tokens and template, saved to ``out_dir``."""
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-    from transformers import PreTrainedTokenizerFast, Qwen3Config, Qwen3ForCausalLM
+    from transformers import PreTrainedTokenizerFast
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -37,6 +35,17 @@ def build_tiny_policy(texts: Iterable[str], out_dir: str | Path, vocab_size: int
     fast = PreTrainedTokenizerFast(tokenizer_object=tok, eos_token="<|im_end|>", pad_token="<|endoftext|>")
     fast.chat_template = CHATML_TEMPLATE
     fast.save_pretrained(out)
+    return fast
+
+
+def build_tiny_policy(texts: Iterable[str], out_dir: str | Path, vocab_size: int = 4000, hidden_size: int = 64,
+                      num_layers: int = 2, num_heads: int = 4, max_positions: int = 2048, seed: int = 0) -> Path:
+    """Train a tokenizer on ``texts`` and save it with a randomly initialised Qwen3 model."""
+    import torch
+    from transformers import Qwen3Config, Qwen3ForCausalLM
+
+    out = Path(out_dir)
+    fast = train_chat_tokenizer(texts, out, vocab_size)
     torch.manual_seed(seed)
     config = Qwen3Config(vocab_size=len(fast), hidden_size=hidden_size, intermediate_size=hidden_size * 3,
                          num_hidden_layers=num_layers, num_attention_heads=num_heads, num_key_value_heads=num_heads,

@@ -37,12 +37,6 @@ def minilm_path() -> str:
     return str(gt.get_model_path())
 
 
-CHATML_TEMPLATE = (
-    "{% for message in messages %}<|im_start|>{{ message['role'] }}\n{{ message['content'] }}<|im_end|>\n"
-    "{% endfor %}{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
-)
-
-
 def _tokenizer_corpus() -> list[str]:
     lines = []
     for name in ("bo_zh_news.jsonl",):
@@ -63,23 +57,10 @@ def _tokenizer_corpus() -> list[str]:
 @pytest.fixture(scope="session")
 def tiny_tokenizer_dir(tmp_path_factory) -> str:
     """A byte-level BPE tokenizer trained here, with a ChatML template, saved like a hub model."""
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-    from transformers import PreTrainedTokenizerFast
+    from semantic_reward.tiny_policy import train_chat_tokenizer
 
-    specials = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
-    tok = Tokenizer(models.BPE())
-    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    tok.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(
-        vocab_size=2000, special_tokens=specials, initial_alphabet=pre_tokenizers.ByteLevel.alphabet()
-    )
-    tok.train_from_iterator(_tokenizer_corpus(), trainer=trainer)
-    fast = PreTrainedTokenizerFast(
-        tokenizer_object=tok, eos_token="<|im_end|>", pad_token="<|endoftext|>", bos_token=None
-    )
-    fast.chat_template = CHATML_TEMPLATE
     out = tmp_path_factory.mktemp("tiny_tokenizer")
-    fast.save_pretrained(out)
+    train_chat_tokenizer(_tokenizer_corpus(), out, vocab_size=2000)
     return str(out)
 
 
