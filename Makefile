@@ -9,7 +9,7 @@ export HF_HUB_OFFLINE ?= 1
 export TOKENIZERS_PARALLELISM ?= false
 export RAY_AUTH_MODE ?= disabled
 
-.PHONY: install quickstart test bench encoder-demo eval-demo clean
+.PHONY: install quickstart test bench reward-table encoder-demo eval-demo clean
 
 install: $(VENV)/.installed
 
@@ -25,6 +25,9 @@ quickstart: install
 
 test: install
 	$(PY) -m pytest -ra
+
+reward-table: install
+	$(PY) scripts/reward_table.py
 
 bench: install
 	$(PY) scripts/bench_reward.py --quick --json outputs/bench_reward.json

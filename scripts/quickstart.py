@@ -1,106 +1,59 @@
-"""The main job on built-in defaults: score real Tibetan/Chinese candidates through the reward.
+"""`make quickstart`: verl's real GRPO loop on this CPU, with the semantic reward, on built-in defaults.
 
-Reads zh->bo pairs from ../shared/data, builds GRPO-style groups of candidate
-outputs (correct, truncated, shuffled, another sentence, untranslated source,
-mixed language, looping, empty), scores every one through the same async
-``compute_score`` verl calls, concurrently, and prints the mean of each reward
-component per candidate kind. Writes outputs/quickstart/reward_table.{json,png}.
+1. data_tools turns the zh->bo news pairs of ../shared/data into verl parquet;
+2. a tiny Qwen3 policy is built from a config (tokenizer trained on the data) and given
+   a short cold start (next-token training on the cold-start translation chats);
+3. `python -m verl.trainer.main_ppo` runs the `recipes/quickstart_cpu` recipe: GRPO, our
+   reward manager, the reference model with KL loss, verl's FSDP2 actor, and this
+   package's CPU platform and HF rollout;
+4. the per-step reward mean and seconds per step go to outputs/quickstart/summary.json,
+   the training curve to outputs/quickstart/reward_curve.png.
 """
 
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 import os
+import re
+import subprocess
 import sys
 import time
 from pathlib import Path
 
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-from grpo_step import CANDIDATE_KINDS, DATASETS, DEFAULT_DATA, ROOT, build_step, load_pairs  # noqa: E402
-
-FOLLOW_UP = {"combine": "gated", "semantic_weight": 1.0,
-             "length_penalty": {"weight": 0.20}, "repetition_penalty": {"weight": 0.05}}
-"""The source-grounded follow-up's gated reward with its anti-hacking penalties, shown beside the paper's."""
-
-COLUMNS = ("score", "gated_score", "semantic_similarity", "semantic_reward", "language_reward", "target_script_share",
-           "length_penalty", "repetition_penalty")
+ROOT = Path(__file__).resolve().parents[1]
+STEP_LINE = re.compile(r"step:(\d+) - (.*)$")
 
 
-def parse_args(argv=None) -> argparse.Namespace:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--data-dir", type=Path, default=DEFAULT_DATA)
-    ap.add_argument("--dataset", default="news", choices=["news", "classical"])
-    ap.add_argument("--prompts", type=int, default=64)
-    ap.add_argument("--encoder", default="packaged-minilm",
-                    help="sentence-transformers model (hub name or path); default: the offline English MiniLM")
-    ap.add_argument("--settings", type=json.loads, default={},
-                    help='extra reward settings as JSON, e.g. \'{"combine": "gated", "semantic_weight": 1.0}\'')
-    ap.add_argument("--out", type=Path, default=ROOT / "outputs" / "quickstart")
-    ap.add_argument("--seed", type=int, default=0)
-    return ap.parse_args(argv)
+def parse_metrics(line: str) -> tuple[int, dict[str, float]] | None:
+    """One console-logger line of verl -> (step, {metric: value})."""
+    m = STEP_LINE.search(line)
+    if not m:
+        return None
+    metrics = {}
+    for key, value in re.findall(r"([\w/@.\-]+):(?:np\.float64\()?(-?[0-9.eE+-]+|nan|inf)\)?", m.group(2)):
+        try:
+            metrics[key] = float(value)
+        except ValueError:
+            continue
+    return int(m.group(1)), metrics
 
 
-async def score_all(samples, settings):
-    from semantic_reward.verl_adapter.compute_score import compute_score
-
-    return await asyncio.gather(
-        *(
-            compute_score("bo_zh_news", s.response, s.reference, {"source": s.source}, **settings)
-            for s in samples
-        )
-    )
-
-
-def merge_settings(base: dict, extra: dict) -> dict:
-    out = dict(base)
-    for key, value in extra.items():
-        out[key] = merge_settings(out.get(key, {}), value) if isinstance(value, dict) else value
-    return out
-
-
-def summarise(samples, results) -> dict[str, dict[str, float]]:
-    table: dict[str, dict[str, float]] = {}
-    for kind in CANDIDATE_KINDS:
-        rows = [r for s, r in zip(samples, results, strict=True) if s.kind == kind]
-        if rows:
-            table[kind] = {c: sum(r[c] for r in rows) / len(rows) for c in COLUMNS} | {"count": len(rows)}
-    return table
-
-
-def print_table(table: dict[str, dict[str, float]]) -> None:
-    header = f"{'candidate':<12}" + "".join(f"{c[:13]:>14}" for c in COLUMNS)
-    print(header)
-    print("-" * len(header))
-    for kind, row in table.items():
-        print(f"{kind:<12}" + "".join(f"{row[c]:>14.3f}" for c in COLUMNS))
-
-
-def plot(table: dict[str, dict[str, float]], path: Path, reward_max: float) -> None:
+def plot(summary: dict, path: Path) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    kinds = list(table)
-    gated = [table[k]["gated_score"] for k in kinds]
-    sem = [table[k]["semantic_reward"] for k in kinds]
-    lang = [table[k]["language_reward"] for k in kinds]
-    total = [table[k]["score"] for k in kinds]
-    fig, ax = plt.subplots(figsize=(9, 4))
-    x = range(len(kinds))
-    ax.bar([i - 0.3 for i in x], total, width=0.2, label="paper total (1.5 R_sim + R_lang)")
-    ax.bar([i - 0.1 for i in x], gated, width=0.2, label="follow-up gated total")
-    ax.bar([i + 0.1 for i in x], sem, width=0.2, label="R_sim")
-    ax.bar([i + 0.3 for i in x], lang, width=0.2, label="R_lang")
-    ax.set_xticks(list(x), kinds, rotation=20)
-    ax.set_ylim(0, reward_max * 1.05)
-    ax.set_ylabel("mean over candidates")
-    ax.set_title("Semantic reward by candidate kind (zh->bo, real pairs)")
+    steps = list(range(1, len(summary["reward_mean"]) + 1))
+    fig, ax = plt.subplots(figsize=(6.5, 3.8))
+    ax.plot(steps, summary["reward_mean"], marker="o", label="reward mean (1.5 R_sim + R_lang)")
+    if summary.get("language_reward_mean"):
+        ax.plot(steps, summary["language_reward_mean"], marker=".", linestyle="--", label="R_lang mean")
+    ax.set_xlabel("GRPO step")
+    ax.set_ylabel("reward")
+    ax.set_title("Quickstart: verl GRPO on CPU, tiny policy, semantic reward")
+    ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
@@ -108,43 +61,82 @@ def plot(table: dict[str, dict[str, float]], path: Path, reward_max: float) -> N
 
 
 def main(argv=None) -> int:
-    args = parse_args(argv)
-    from semantic_reward.config import SemanticRewardConfig
-
-    settings = {"language": "tibetan", "encoder": {"model": args.encoder}, "service": {"backend": "local"}}
-    settings = merge_settings(settings, args.settings)
-    config = SemanticRewardConfig.from_mapping(settings)  # fail fast on a bad setting
-
-    pairs = load_pairs(args.dataset, args.data_dir)
-    samples = build_step(pairs, args.prompts, len(CANDIDATE_KINDS), seed=args.seed)
-    print(f"scoring {len(samples)} candidates for {args.prompts} zh->bo pairs from {args.data_dir / DATASETS[args.dataset][0]}"
-          f" with encoder {args.encoder!r} ...", flush=True)
-    if args.encoder == "packaged-minilm":
-        print("note: the packaged MiniLM is English-only (Tibetan becomes [UNK]); its similarities exercise the "
-              "plumbing, not Tibetan meaning. R_lang below is meaningful; use a trained encoder for R_sim.")
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--data-dir", type=Path, default=ROOT.parent / "shared" / "data")
+    ap.add_argument("--out", type=Path, default=ROOT / "outputs" / "quickstart")
+    ap.add_argument("--steps", type=int, default=12)
+    ap.add_argument("--cold-start-steps", type=int, default=150)
+    ap.add_argument("overrides", nargs="*", help="extra Hydra overrides for main_ppo")
+    args = ap.parse_args(argv)
+    news = args.data_dir / "bo_zh_news.jsonl"
+    if not news.exists():
+        print(f"skipped: {news} is absent; the quickstart needs ../shared/data beside the project", file=sys.stderr)
+        return 0
+    env = {**os.environ, "VERL_PLATFORM": "cpu", "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1",
+           "WANDB_MODE": "disabled", "RAY_AUTH_MODE": "disabled", "TOKENIZERS_PARALLELISM": "false",
+           "RAY_DEDUP_LOGS": "0"}
+    os.environ.update({k: env[k] for k in ("HF_HUB_OFFLINE", "TOKENIZERS_PARALLELISM")})
     start = time.perf_counter()
-    results = asyncio.run(score_all(samples, settings))
-    seconds = time.perf_counter() - start
-    from semantic_reward.verl_adapter.compute_score import get_scorer
+    out = args.out.resolve()
 
-    stats = get_scorer(settings).service.stats()  # the paper-reward pass alone
-    gated = asyncio.run(score_all(samples, merge_settings(settings, FOLLOW_UP)))
-    for res, other in zip(results, gated, strict=True):
-        res["gated_score"] = other["score"]
+    from data_tools import BuildConfig, build
+    from data_tools.writers import write_build
+    from semantic_reward.tiny_policy import build_tiny_policy, train_causal_lm
 
-    table = summarise(samples, results)
-    print("\nmean per candidate kind; score = paper (1.5 R_sim + 1.0 R_lang), gated_score = follow-up "
-          "(R_lang * max(R_sim - 0.20 p_len - 0.05 p_rep, 0))")
-    print_table(table)
-    print(f"\n{len(samples)} rewards in {seconds:.2f} s ({len(samples) / seconds:.0f}/s); "
-          f"{stats['requests']} requests merged into {stats['encode_calls']} encode calls, "
-          f"{stats['cache_hits']} reference-cache hits")
-    args.out.mkdir(parents=True, exist_ok=True)
-    report = {"settings": config.to_dict(), "seconds": seconds, "samples": len(samples),
-              "service_stats": stats, "by_candidate": table}
-    (args.out / "reward_table.json").write_text(json.dumps(report, indent=2, ensure_ascii=False), encoding="utf-8")
-    plot(table, args.out / "reward_table.png", config.reward_range[1])
-    print(f"wrote {args.out / 'reward_table.json'} and {args.out / 'reward_table.png'}")
+    print("[1/3] data: zh->bo news pairs -> verl parquet", flush=True)
+    result = build(BuildConfig.from_mapping({"direction": "zh-bo", "input": {"paths": [str(news)]}}), progress=False)
+    write_build(result, out / "data")
+    print("[2/3] policy: tiny Qwen3 from a config + a short cold start on the translation chats", flush=True)
+    pairs = [p for split in result.splits.values() for p in split]
+    init = build_tiny_policy([p.source for p in pairs] + [p.target for p in pairs], out / "policy_init")
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(init)
+    chats = [tok.apply_chat_template(r["messages"], tokenize=False) for r in result.sft_rows("cold_start")]
+    policy = train_causal_lm(init, chats, out / "policy", steps=args.cold_start_steps, max_length=192)
+
+    print(f"[3/3] verl GRPO: {args.steps} steps of python -m verl.trainer.main_ppo (recipes/quickstart_cpu)",
+          flush=True)
+    cmd = [sys.executable, "-m", "verl.trainer.main_ppo", f"--config-path={ROOT / 'recipes' / 'quickstart_cpu'}",
+           "--config-name=config", f"data.train_files={out / 'data' / 'rl' / 'rl.parquet'}",
+           f"data.val_files={out / 'data' / 'rl' / 'dev.parquet'}", f"actor_rollout_ref.model.path={policy}",
+           f"trainer.total_training_steps={args.steps}", f"trainer.default_local_dir={out / 'checkpoints'}",
+           "+ray_kwargs.ray_init.num_gpus=1", *args.overrides]
+    log_path = out / "main_ppo.log"
+    per_step: dict[int, dict[str, float]] = {}
+    with log_path.open("w", encoding="utf-8") as log:
+        proc = subprocess.Popen(cmd, env=env, cwd=out, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        for line in proc.stdout:
+            log.write(line)
+            parsed = parse_metrics(line)
+            if parsed:
+                step, metrics = parsed
+                per_step[step] = metrics
+                print(f"  step {step:>3}: reward mean {metrics.get('critic/score/mean', float('nan')):.3f}, "
+                      f"{metrics.get('timing_s/step', float('nan')):.1f} s", flush=True)
+        rc = proc.wait()
+    if rc != 0 or not per_step:
+        print(f"main_ppo failed (exit {rc}); see {log_path}", file=sys.stderr)
+        return rc or 1
+    steps = sorted(per_step)
+    lang_key = next((k for k in per_step[steps[0]] if k.endswith("language_reward/mean")), None)
+    summary = {
+        "steps": steps,
+        "reward_mean": [per_step[s].get("critic/score/mean") for s in steps],
+        "seconds_per_step": [per_step[s].get("timing_s/step") for s in steps],
+        "language_reward_mean": [per_step[s].get(lang_key) for s in steps] if lang_key else [],
+        "kl_loss": [per_step[s].get("actor/kl_loss") for s in steps],
+        "rollout_probs_diff_max": [per_step[s].get("training/rollout_probs_diff_max") for s in steps],
+        "total_seconds": time.perf_counter() - start,
+        "command": cmd,
+    }
+    (out / "summary.json").write_text(json.dumps(summary, indent=2), encoding="utf-8")
+    plot(summary, out / "reward_curve.png")
+    first, last = summary["reward_mean"][0], summary["reward_mean"][-1]
+    print(f"\nreward mean: step 1 {first:.3f} -> step {steps[-1]} {last:.3f}; "
+          f"seconds per step after the first: {sum(summary['seconds_per_step'][1:]) / max(1, len(steps) - 1):.1f}; "
+          f"total {summary['total_seconds']:.0f} s")
+    print(f"wrote {out / 'summary.json'} and {out / 'reward_curve.png'}")
     return 0
 
 

@@ -14,8 +14,8 @@ def run(args, tmp_path):
     return subprocess.run([sys.executable, *args], cwd=ROOT, capture_output=True, text=True, timeout=600)
 
 
-def test_quickstart_scores_candidates_and_writes_table(tmp_path, news_pairs, minilm_path):
-    out = run(["scripts/quickstart.py", "--prompts", "8", "--out", str(tmp_path)], tmp_path)
+def test_reward_table_scores_candidates(tmp_path, news_pairs, minilm_path):
+    out = run(["scripts/reward_table.py", "--prompts", "8", "--out", str(tmp_path)], tmp_path)
     assert out.returncode == 0, out.stderr
     report = json.loads((tmp_path / "reward_table.json").read_text())
     table = report["by_candidate"]
@@ -26,8 +26,8 @@ def test_quickstart_scores_candidates_and_writes_table(tmp_path, news_pairs, min
     assert "correct" in out.stdout and "encode calls" in out.stdout
 
 
-def test_quickstart_skips_clearly_without_data(tmp_path):
-    out = run(["scripts/quickstart.py", "--data-dir", str(tmp_path / "nowhere"), "--out", str(tmp_path)], tmp_path)
+def test_reward_table_skips_clearly_without_data(tmp_path):
+    out = run(["scripts/reward_table.py", "--data-dir", str(tmp_path / "nowhere"), "--out", str(tmp_path)], tmp_path)
     assert out.returncode == 0
     assert "skipped" in out.stderr and "nowhere" in out.stderr
     assert not (tmp_path / "reward_table.json").exists()

@@ -160,6 +160,19 @@ def _patch_for_cpu() -> None:
             if "cuda" in registry and "cpu" not in registry:
                 registry["cpu"] = registry["cuda"]
 
+    # FSDP2 keeps forward-only models (the reference policy) in pinned CPU memory, and
+    # pinning needs an accelerator: on the CPU platform the memory stays unpinned.
+    try:
+        import verl.workers.engine.fsdp.transformer_impl as fsdp_impl
+        from torch.distributed.fsdp import CPUOffloadPolicy
+    except ImportError:  # pragma: no cover - FSDP engine not importable
+        return
+
+    def unpinned_offload_policy(*args, pin_memory: bool = False, **kwargs):
+        return CPUOffloadPolicy(*args, pin_memory=False, **kwargs)
+
+    fsdp_impl.CPUOffloadPolicy = unpinned_offload_policy
+
 
 if cpu_selected():
     _patch_for_cpu()
