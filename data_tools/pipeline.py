@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 from tqdm.auto import tqdm
 
+from semantic_reward.languages import canonical_language
 from semantic_reward.penalties import text_units
 from semantic_reward.verl_adapter.keys import LANGUAGE_KEY, SOURCE_KEY
 
@@ -31,7 +32,6 @@ from .splits import SPLITS, SplitAssigner, check_disjoint, few_shot_subset
 __all__ = ["BuildResult", "build", "extract_pairs"]
 
 ABILITY = {"mt": "translation", "headline": "headline_generation"}
-CHINESE = {"zh", "zho", "chi", "cmn", "yue", "chinese"}
 
 
 @dataclass
@@ -117,8 +117,8 @@ def build(config: BuildConfig, progress: bool | None = None) -> BuildResult:
     """Run the whole pipeline; raises ``InputError`` on bad input (unless skipped)."""
     prompts = PromptBuilder(config)  # a bad template fails before any reading
     normalizer = Normalizer(config.normalize)
-    src_zh = config.source_language.lower() in CHINESE
-    tgt_zh = config.target_language.lower() in CHINESE
+    src_zh = canonical_language(config.source_language) == "chinese"
+    tgt_zh = canonical_language(config.target_language) == "chinese"
     row_filter = RowFilter(config.filters, config.source_language, config.target_language)
     has_targets = not config.input.source_only and config.input.format != "text"
     assigner = SplitAssigner(config.splits, has_targets=has_targets)

@@ -25,6 +25,7 @@ __all__ = [
     "letter_count",
     "script_share",
     "dominant_script",
+    "canonical_language",
 ]
 
 
@@ -179,3 +180,12 @@ class LanguageRegistry:
             "add one by naming its scripts (setting 'languages: {name: [Script, ...]}') "
             "or use 'script:<UnicodeScript>'"
         )
+
+
+@functools.lru_cache(maxsize=256)
+def canonical_language(name: str) -> str:
+    """The built-in canonical name for a language name or code ('bo' -> 'tibetan'); unknown names pass through."""
+    try:
+        return LanguageRegistry().get(name).name
+    except LanguageError:
+        return str(name).strip().lower()

@@ -127,7 +127,9 @@ def check_recipe(path: str | Path, overrides: Sequence[str] = ()) -> DictConfig:
         if cfg.data.get("raw_corpus"):
             from data_tools.verl_dataset import build_config_from_verl
 
-            build_config_from_verl(["placeholder.jsonl"], cfg.data)
+            # validates data.raw_corpus; the input paths come from data.train_files at run time
+            build_config_from_verl(list(cfg.data.train_files) if not isinstance(cfg.data.train_files, str)
+                                   else [cfg.data.train_files], cfg.data)
     return cfg
 
 

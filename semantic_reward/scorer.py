@@ -99,9 +99,10 @@ class SemanticScorer:
         return float(len(text_units(anchor))) if isinstance(anchor, str) else 0.0
 
     def _lexical(self, texts: list[str], language: str | None) -> list[float]:
-        scripts = self.languages.get(language or self.config.language).scripts
-        code = "bo" if "Tibetan" in scripts else "zh" if scripts == ("Han",) else "other"
-        return [lexical_similarity(self.config.similarity, texts[0], ref, code) for ref in texts[1:]]
+        target = self.languages.get(language or self.config.language)
+        # tokenise by script, so that e.g. "script:Tibetan" is split into syllables too
+        lang = "tibetan" if "Tibetan" in target.scripts else "chinese" if target.scripts == ("Han",) else target.name
+        return [lexical_similarity(self.config.similarity, texts[0], ref, lang) for ref in texts[1:]]
 
     @staticmethod
     def _cosines(vectors: np.ndarray) -> list[float]:

@@ -12,14 +12,14 @@ from __future__ import annotations
 
 import regex
 
+from ..languages import canonical_language
+
 __all__ = ["tibetan_syllables", "rouge_units", "bleu_tokenizer", "pretokenize"]
 
 _TIBETAN_SPLIT = regex.compile(r"[\u0F0B\u0F0C\s]+")
 _SHAD = regex.compile(r"([\u0F0D-\u0F14])")
 _CJK_UNIT = regex.compile(r"\p{Han}|[^\s\p{Han}\p{P}]+|\p{P}")
 
-TIBETAN = {"bo", "bod", "tib", "tibetan"}
-CHINESE = {"zh", "zho", "chi", "cmn", "chinese"}
 
 
 def tibetan_syllables(text: str) -> list[str]:
@@ -33,24 +33,24 @@ def tibetan_syllables(text: str) -> list[str]:
 
 def rouge_units(text: str, language: str) -> list[str]:
     """Units for ROUGE-L: syllables (Tibetan), characters (Chinese), words (others)."""
-    lang = language.lower()
-    if lang in TIBETAN:
+    lang = canonical_language(language)
+    if lang == "tibetan":
         return [u for u in tibetan_syllables(text) if not _SHAD.fullmatch(u)]
-    if lang in CHINESE:
+    if lang == "chinese":
         return [u for u in _CJK_UNIT.findall(text) if not regex.fullmatch(r"\p{P}", u)]
     return text.split()
 
 
 def bleu_tokenizer(language: str) -> str:
     """The sacrebleu tokeniser name to use after ``pretokenize``."""
-    lang = language.lower()
-    if lang in TIBETAN:
+    lang = canonical_language(language)
+    if lang == "tibetan":
         return "none"
-    if lang in CHINESE:
+    if lang == "chinese":
         return "zh"
     return "13a"
 
 
 def pretokenize(text: str, language: str) -> str:
     """Tibetan becomes space-separated syllables; other languages pass through."""
-    return " ".join(tibetan_syllables(text)) if language.lower() in TIBETAN else text
+    return " ".join(tibetan_syllables(text)) if canonical_language(language) == "tibetan" else text

@@ -1,14 +1,16 @@
 """A CPU platform for verl 0.9.1, so verl's own trainers run on a machine without accelerators.
 
 verl has no CPU platform. This module registers one (``VERL_PLATFORM=cpu`` selects it;
-it is never auto-detected) and, only when it is selected, fills the two gaps found on
-the way: the process-group backend verl builds ("cpu:gloo,cpu:gloo", which torch
-rejects, becomes "gloo"), and the training-engine registry, which lists engines for
-cuda/npu only (the cuda entries serve cpu too). On GPU machines nothing changes.
+it is never auto-detected) and, only when it is selected, fills the gaps found on the
+way: the process-group backend verl builds ("cpu:gloo,cpu:gloo", which torch rejects,
+becomes "gloo"); the training-engine registry, which lists engines for cuda/npu only
+(the cuda entries serve cpu too); and FSDP2's pinned CPU offload of forward-only models
+(pinning needs an accelerator, so it stays unpinned). On GPU machines nothing changes.
 
 It is loaded in every process through the ``verl.plugins`` entry point. Shown to work:
 verl's SFT trainer (``torchrun -m verl.trainer.sft_trainer``) with ``trainer.device=cpu``,
-``engine.strategy=fsdp2`` and ``+model.override_config.attn_implementation=sdpa``.
+``engine.strategy=fsdp2`` and ``+model.override_config.attn_implementation=sdpa``, and
+GRPO through ``main_ppo`` with the ``hf`` rollout (``recipes/quickstart_cpu``).
 """
 
 from __future__ import annotations

@@ -30,9 +30,8 @@ def server_name(replica_rank: int) -> str:
 
 
 def _get(obj: Any, key: str, default: Any = None) -> Any:
-    if isinstance(obj, dict):
-        return obj.get(key, default)
-    return getattr(obj, key, default) if not hasattr(obj, "get") else obj.get(key, default)
+    """A field of a dict/DictConfig or of a dataclass config."""
+    return obj.get(key, default) if hasattr(obj, "get") else getattr(obj, key, default)
 
 
 class HFRolloutServer:
