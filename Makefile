@@ -24,6 +24,7 @@ quickstart: install
 	$(PY) scripts/quickstart.py
 
 test: install
+	$(VENV)/bin/lint-imports
 	$(PY) -m pytest -ra
 
 reward-table: install
