@@ -418,7 +418,7 @@ def add_flags(parser: argparse.ArgumentParser, cls: type, *, group: str, only: S
         kwargs: dict[str, Any] = {"dest": f"{group}:{leaf.key}", "default": argparse.SUPPRESS}
         if default is dataclasses.MISSING or leaf.key in required:
             kwargs["required"] = True
-        elif "default" not in text:  # a help text may explain a default that depends on other settings
+        elif "default:" not in text:  # a help text may explain a default that depends on other settings
             text = f"{text} (default: {_show(default)})".strip()
         kwargs["help"] = text.replace("%", "%%")
         item = _sequence_item(leaf.hint)
