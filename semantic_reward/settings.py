@@ -299,19 +299,20 @@ def build_dataclass(cls: type, mapping: Any, prefix: str = "", error: type[Excep
     try:
         _check_keys(cls, plain, prefix, what)
         schema = _schema(cls)
-        if schema is None:
-            return _construct(cls, plain)
         try:
-            merged = OmegaConf.merge(schema, plain)
-            return OmegaConf.to_object(merged)
+            if schema is None:
+                return _construct(cls, plain)
+            return OmegaConf.to_object(OmegaConf.merge(schema, plain))
+        except ConfigError as exc:  # a check at construction names the key from the class's own node
+            raise exc.under(prefix) from None
         except MissingMandatoryValue as exc:
             raise ConfigError.at(f"{prefix}{exc.full_key}", "is required", what) from None
         except OmegaConfBaseException as exc:
             raise ConfigError.at(f"{prefix}{exc.full_key}", _first_line(exc), what) from None
     except ConfigError as exc:
         if error is ConfigError or isinstance(exc, error):
-            raise exc.under(prefix) from None
-        raise error(str(exc.under(prefix))) from None
+            raise
+        raise error(str(exc)) from None
 
 
 def deep_merge(base: Mapping[str, Any], override: Mapping[str, Any]) -> dict[str, Any]:
