@@ -1,104 +1,148 @@
-"""Settings of a dataset build, validated at load (CLI flags and recipe YAML share them)."""
+"""Settings of a dataset build, validated at load; the command line is generated from them.
+
+``BuildConfig.from_mapping`` is the one constructor of a build's settings: the
+command line (``data_tools.cli``), ``data.raw_corpus`` (``data_tools.verl_dataset``)
+and recipes all go through it, so task-dependent defaults (:func:`task_defaults`)
+are resolved in one place.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
-from semantic_reward.config import build_dataclass
+from semantic_reward.config import ConfigError
+from semantic_reward.settings import Choice, Settings, build_dataclass, deep_merge, setting, to_container
 
 __all__ = [
     "BuildConfig",
     "ConfigError",
     "FilterConfig",
     "InputConfig",
+    "InputFormat",
+    "InstructionLanguage",
     "NormalizeConfig",
     "PromptConfig",
     "SplitConfig",
+    "Task",
     "TASKS",
     "FORMATS",
+    "task_defaults",
 ]
 
-TASKS = ("mt", "headline")
-FORMATS = ("auto", "jsonl", "json", "tsv", "csv", "aligned", "text", "hf")
-INSTRUCTION_LANGUAGES = ("zh", "en", "bo")
+WHAT = "data_tools setting"
 
 
-class ConfigError(ValueError):
-    """A data-tools setting is wrong; the message names it."""
+class Task(Choice):
+    mt = "mt"
+    headline = "headline"
 
 
-def _fail(name: str, message: str) -> None:
-    raise ConfigError(f"data_tools setting '{name}': {message}")
+class InputFormat(Choice):
+    auto = "auto"
+    jsonl = "jsonl"
+    json = "json"
+    tsv = "tsv"
+    csv = "csv"
+    aligned = "aligned"
+    text = "text"
+    hf = "hf"
+
+
+class InstructionLanguage(Choice):
+    zh = "zh"
+    en = "en"
+    bo = "bo"
+
+
+TASKS = Task.values()
+FORMATS = InputFormat.values()
+
+_TASK_DEFAULTS: dict[str, dict[str, Any]] = {
+    "mt": {},
+    # A headline is far shorter than its passage: a length-ratio bound would drop every row.
+    "headline": {"direction": "bo-bo", "filters": {"max_length_ratio": None}},
+}
+
+
+def task_defaults(task: str) -> dict[str, Any]:
+    """The settings whose default depends on the task, as a nested mapping (the one place they live)."""
+    return {key: dict(value) if isinstance(value, dict) else value
+            for key, value in _TASK_DEFAULTS.get(str(task), {}).items()}
 
 
 @dataclass(frozen=True)
-class InputConfig:
+class InputConfig(Settings):
     """Where rows come from. Field names default from the task (``zh``/``bo``, ``text``/``title``)."""
 
-    paths: tuple[str, ...] = ()
-    format: str = "auto"
-    target_paths: tuple[str, ...] = ()
-    source_field: str | None = None
-    target_field: str | None = None
-    id_field: str = "id"
-    source_only: bool = False
-    hf_name: str | None = None
-    hf_config: str | None = None
-    hf_split: str = "train"
-    skip_invalid: bool = False
+    SECTION = "input"
+    WHAT = WHAT
 
-    def __post_init__(self) -> None:
+    paths: tuple[str, ...] = setting((), flag="input", help="input file(s)")
+    format: InputFormat = setting(InputFormat.auto, help="input format; auto reads the file suffix")
+    target_paths: tuple[str, ...] = setting((), flag="target-input",
+                                            help="target-language files for --format aligned")
+    source_field: str | None = setting(None, help="default: the source language code (mt) or 'text' (headline)")
+    target_field: str | None = setting(None, help="default: the target language code (mt) or 'title' (headline)")
+    id_field: str = setting("id", help="field holding the row id")
+    source_only: bool = setting(False, help="no targets: RL rows for source-grounded reward")
+    hf_name: str | None = setting(None, help="Hugging Face dataset name or local path (with --format hf)")
+    hf_config: str | None = setting(None, help="Hugging Face dataset config")
+    hf_split: str = setting("train", help="Hugging Face dataset split")
+    skip_invalid: bool = setting(False, help="skip and count malformed rows instead of failing")
+
+    def validate(self) -> None:
         object.__setattr__(self, "paths", tuple(str(p) for p in self.paths))
         object.__setattr__(self, "target_paths", tuple(str(p) for p in self.target_paths))
-        if self.format not in FORMATS:
-            _fail("input.format", f"{self.format!r} is not one of {FORMATS}")
-        if self.format == "hf":
+        if self.format == InputFormat.aligned and len(self.target_paths) != len(self.paths):
+            self.fail("target_paths", f"aligned input needs one target file per source file, got "
+                      f"{len(self.target_paths)} for {len(self.paths)}")
+
+    def check_given(self) -> None:
+        """A build needs input; the default (empty) node alone is not an error, so the build checks this."""
+        if self.format == InputFormat.hf:
             if not self.hf_name:
-                _fail("input.hf_name", "format 'hf' needs a dataset name")
+                self.fail("hf_name", "format 'hf' needs a dataset name")
         elif not self.paths:
-            _fail("input.paths", "no input file given")
-        if self.format == "aligned" and len(self.target_paths) != len(self.paths):
-            _fail("input.target_paths", f"aligned input needs one target file per source file, got "
-                  f"{len(self.target_paths)} for {len(self.paths)}")
+            self.fail("paths", "no input file given")
 
 
 @dataclass(frozen=True)
-class NormalizeConfig:
+class NormalizeConfig(Settings):
     """Unicode clean-up for Tibetan and Chinese (see ``data_tools.normalize``)."""
 
-    nfc: bool = True
-    tsheg: bool = True
-    strip_invisible: bool = True
-    collapse_whitespace: bool = True
-    shad_spacing: bool = True
-    traditional_to_simplified: bool = False
+    SECTION = "normalize"
+    WHAT = WHAT
+
+    nfc: bool = setting(True, help="NFC composition")
+    tsheg: bool = setting(True, help="map the non-breaking tsheg U+0F0C to U+0F0B")
+    strip_invisible: bool = setting(True, help="remove zero-width and control characters")
+    collapse_whitespace: bool = setting(True, help="one space per whitespace run, ends trimmed")
+    shad_spacing: bool = setting(True, help="no space before a shad, one between shads")
+    traditional_to_simplified: bool = setting(False, flag="t2s",
+                                              help="convert Traditional Chinese to Simplified (OpenCC)")
 
 
 @dataclass(frozen=True)
-class FilterConfig:
+class FilterConfig(Settings):
     """Row filters; every dropped row is counted under its reason."""
 
-    min_units: int = 1
-    max_source_units: int = 1024
-    max_target_units: int = 1024
-    max_length_ratio: float | None = 4.0
-    ratio_min_units: int = 4
-    min_script_share: float = 0.8
-    drop_duplicates: bool = True
-    drop_target_equals_source: bool = True
+    SECTION = "filters"
+    WHAT = WHAT
 
-    def __post_init__(self) -> None:
-        if self.min_units < 0:
-            _fail("filters.min_units", "must be >= 0")
-        if self.max_length_ratio is not None and self.max_length_ratio < 1.0:
-            _fail("filters.max_length_ratio", f"must be >= 1 or null, got {self.max_length_ratio}")
-        if not 0.0 <= self.min_script_share <= 1.0:
-            _fail("filters.min_script_share", f"must be in [0, 1], got {self.min_script_share}")
+    min_units: int = setting(1, ge=0, help="drop rows with fewer units on either side")
+    max_source_units: int = setting(1024, ge=1, help="drop rows with a longer source")
+    max_target_units: int = setting(1024, ge=1, help="drop rows with a longer target")
+    max_length_ratio: float | None = setting(4.0, ge=1, help="drop pairs whose longer side exceeds this many "
+                                                              "times the shorter (null: no bound)")
+    ratio_min_units: int = setting(4, ge=0, help="apply the ratio bound only from this many units on")
+    min_script_share: float = setting(0.8, ge=0, le=1, help="share of letters that must be in the language's script")
+    drop_duplicates: bool = setting(True, help="drop exact and normalised duplicates")
+    drop_target_equals_source: bool = setting(True, help="drop rows whose target equals the source")
 
 
 @dataclass(frozen=True)
-class SplitConfig:
+class SplitConfig(Settings):
     """Deterministic splits that stay put when rows are appended.
 
     ``test`` and ``dev`` are hash fractions of the normalised source text.
@@ -107,64 +151,65 @@ class SplitConfig:
     (so later rows never displace earlier ones); a float < 1 is a hash fraction.
     """
 
-    seed: int = 0
-    test: float = 0.05
-    dev: float = 0.05
-    cold_start: float | int = 5000
-    cold_start_gate: float = 0.5
-    few_shot: tuple[int, ...] = ()
+    SECTION = "splits"
+    WHAT = WHAT
 
-    def __post_init__(self) -> None:
+    seed: int = setting(0, help="seed of the split hashes")
+    test: float = setting(0.05, ge=0, lt=1, help="fraction for test")
+    dev: float = setting(0.05, ge=0, lt=1, help="fraction for dev")
+    # Any: OmegaConf 2.3 has no int|float union, and the type carries the meaning (count or fraction).
+    cold_start: Any = setting(5000, help="cold-start SFT rows (integer) or fraction (< 1); 5000 as in the paper")
+    cold_start_gate: float = setting(0.5, gt=0, le=1, help="second-hash bound for counted cold-start rows")
+    few_shot: tuple[int, ...] = setting((), nargs="*", help="few-shot subset sizes, e.g. 1000")
+
+    def validate(self) -> None:
         object.__setattr__(self, "few_shot", tuple(int(k) for k in self.few_shot))
-        for name in ("test", "dev"):
-            value = getattr(self, name)
-            if not 0.0 <= value < 1.0:
-                _fail(f"splits.{name}", f"must be a fraction in [0, 1), got {value}")
         if self.test + self.dev >= 1.0:
-            _fail("splits.dev", "test + dev must leave rows for training")
+            self.fail("dev", "test + dev must leave rows for training")
         cs = self.cold_start
+        if isinstance(cs, float) and cs >= 1 and cs.is_integer():
+            object.__setattr__(self, "cold_start", cs := int(cs))  # 5000.0 from YAML or a flag is a count
         if isinstance(cs, bool) or not isinstance(cs, int | float) or cs < 0 or (isinstance(cs, float) and cs >= 1):
-            _fail("splits.cold_start", f"must be a row count (int >= 0) or a fraction in [0, 1), got {cs!r}")
-        if not 0.0 < self.cold_start_gate <= 1.0:
-            _fail("splits.cold_start_gate", f"must be in (0, 1], got {self.cold_start_gate}")
+            self.fail("cold_start", f"must be a row count (int >= 0) or a fraction in [0, 1), got {cs!r}")
         if any(k <= 0 for k in self.few_shot):
-            _fail("splits.few_shot", f"sizes must be positive, got {self.few_shot}")
+            self.fail("few_shot", f"sizes must be positive, got {self.few_shot}")
 
 
 @dataclass(frozen=True)
-class PromptConfig:
+class PromptConfig(Settings):
     """Prompt templates are data: ``data_tools/prompts.yaml`` or a file of yours."""
 
-    instruction_language: str = "zh"
-    system_prompt: str | None = None
-    templates_file: str | None = None
+    SECTION = "prompts"
+    WHAT = WHAT
 
-    def __post_init__(self) -> None:
-        if self.instruction_language not in INSTRUCTION_LANGUAGES:
-            _fail("prompts.instruction_language", f"{self.instruction_language!r} is not one of {INSTRUCTION_LANGUAGES}")
+    instruction_language: InstructionLanguage = setting(InstructionLanguage.zh, help="language of the instruction")
+    system_prompt: str | None = setting(None, help="system message of every prompt")
+    templates_file: str | None = setting(None, flag="templates",
+                                         help="YAML file of prompt templates (default: data_tools/prompts.yaml)")
 
 
 @dataclass(frozen=True)
-class BuildConfig:
+class BuildConfig(Settings):
     """One dataset build: a task over one corpus."""
 
-    task: str = "mt"
-    direction: str = "zh-bo"
-    data_source: str | None = None
-    input: InputConfig = field(default_factory=InputConfig)
-    normalize: NormalizeConfig = field(default_factory=NormalizeConfig)
-    filters: FilterConfig = field(default_factory=FilterConfig)
-    splits: SplitConfig = field(default_factory=SplitConfig)
-    prompts: PromptConfig = field(default_factory=PromptConfig)
+    WHAT = WHAT
 
-    def __post_init__(self) -> None:
-        if self.task not in TASKS:
-            _fail("task", f"{self.task!r} is not one of {TASKS}")
+    task: Task = setting(Task.mt, help="mt (translation, either direction) or headline (text -> headline)")
+    direction: str = setting("zh-bo", help="SRC-TGT language codes")
+    data_source: str | None = setting(None, help="value of the data_source column (default: <file stem>/<task>)")
+    input: InputConfig = setting(default_factory=InputConfig)
+    normalize: NormalizeConfig = setting(default_factory=NormalizeConfig)
+    filters: FilterConfig = setting(default_factory=FilterConfig)
+    splits: SplitConfig = setting(default_factory=SplitConfig)
+    prompts: PromptConfig = setting(default_factory=PromptConfig)
+
+    def validate(self) -> None:
+        self.input.check_given()
         parts = self.direction.split("-")
         if len(parts) != 2 or not all(parts):
-            _fail("direction", f"expected SRC-TGT such as zh-bo, got {self.direction!r}")
-        if self.task == "headline" and parts[0] != parts[1]:
-            _fail("direction", f"headline generation stays in one language (e.g. bo-bo), got {self.direction!r}")
+            self.fail("direction", f"expected SRC-TGT such as zh-bo, got {self.direction!r}")
+        if self.task == Task.headline and parts[0] != parts[1]:
+            self.fail("direction", f"headline generation stays in one language (e.g. bo-bo), got {self.direction!r}")
 
     @property
     def source_language(self) -> str:
@@ -176,14 +221,19 @@ class BuildConfig:
 
     @property
     def source_field(self) -> str:
-        default = "text" if self.task == "headline" else self.source_language
+        default = "text" if self.task == Task.headline else self.source_language
         return self.input.source_field or default
 
     @property
     def target_field(self) -> str:
-        default = "title" if self.task == "headline" else self.target_language
+        default = "title" if self.task == Task.headline else self.target_language
         return self.input.target_field or default
 
     @classmethod
-    def from_mapping(cls, mapping: Any) -> BuildConfig:
-        return build_dataclass(cls, mapping or {}, error=ConfigError, what="data_tools setting")
+    def from_mapping(cls, mapping: Any, prefix: str = "") -> BuildConfig:
+        """The build's settings: ``task_defaults`` of its task under the given mapping, validated."""
+        plain = to_container(mapping) if mapping is not None else {}
+        if isinstance(plain, dict):
+            task = plain.get("task", Task.mt)
+            plain = deep_merge(task_defaults(task), plain)
+        return build_dataclass(cls, plain, prefix)

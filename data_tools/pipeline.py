@@ -18,7 +18,8 @@ from tqdm.auto import tqdm
 
 from semantic_reward.languages import canonical_language
 from semantic_reward.penalties import text_units
-from semantic_reward.verl_adapter.keys import LANGUAGE_KEY, SOURCE_KEY
+from semantic_reward.settings import to_plain
+from semantic_reward.keys import LANGUAGE_KEY, SOURCE_KEY
 
 from .config import BuildConfig
 from .errors import InputError
@@ -58,7 +59,7 @@ class BuildResult:
                     LANGUAGE_KEY: cfg.target_language,
                     "source_language": cfg.source_language,
                     "direction": cfg.direction,
-                    "task": cfg.task,
+                    "task": str(cfg.task),
                     "split": split,
                     "index": index,
                     "id": pair.id,
@@ -146,10 +147,10 @@ def build(config: BuildConfig, progress: bool | None = None) -> BuildResult:
 
     first = config.input.hf_name if config.input.format == "hf" else config.input.paths[0]
     corpus = config.data_source or Path(str(first)).stem.replace(".", "_")
-    task_tag = config.direction if config.task == "mt" else config.task
+    task_tag = config.direction if config.task == "mt" else str(config.task)
     stats = {
         "data_source": config.data_source or f"{corpus}/{task_tag}",
-        "task": config.task,
+        "task": str(config.task),
         "direction": config.direction,
         "inputs": list(config.input.paths) or [config.input.hf_name],
         "rows_read": read + sum(invalid.values()),
@@ -173,7 +174,4 @@ def build(config: BuildConfig, progress: bool | None = None) -> BuildResult:
 
 
 def _settings_dict(config: BuildConfig) -> dict[str, Any]:
-    import dataclasses
-    import json
-
-    return json.loads(json.dumps(dataclasses.asdict(config), default=list))
+    return to_plain(config)

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import yaml
 
-from .config import BuildConfig, ConfigError
+from .config import WHAT, BuildConfig, ConfigError, Task
 
 __all__ = ["PromptBuilder"]
 
@@ -20,21 +20,21 @@ class PromptBuilder:
         if pc.templates_file:
             path = Path(pc.templates_file)
             if not path.exists():
-                raise ConfigError(f"data_tools setting 'prompts.templates_file': {path} does not exist")
+                raise ConfigError.at("prompts.templates_file", f"{path} does not exist", WHAT)
             text = path.read_text(encoding="utf-8")
         else:
             text = resources.files("data_tools").joinpath("prompts.yaml").read_text(encoding="utf-8")
         templates = yaml.safe_load(text) or {}
-        key = config.direction if config.task == "mt" else config.task
+        key = config.direction if config.task == Task.mt else str(config.task)
         try:
             self.template = templates[key][pc.instruction_language]
         except (KeyError, TypeError) as exc:
-            raise ConfigError(
-                f"data_tools setting 'prompts': no template for {key!r} in language {pc.instruction_language!r} "
-                f"(templates have: {sorted(templates)})"
+            raise ConfigError.at(
+                "prompts", f"no template for '{key}' in language '{pc.instruction_language}' "
+                f"(templates have: {sorted(templates)})", WHAT
             ) from exc
         if "{source}" not in self.template:
-            raise ConfigError(f"data_tools setting 'prompts': the template for {key!r} lacks '{{source}}'")
+            raise ConfigError.at("prompts", f"the template for '{key}' lacks '{{source}}'", WHAT)
         self.system_prompt = pc.system_prompt
 
     def messages(self, source: str) -> list[dict[str, str]]:

@@ -23,7 +23,7 @@ import datasets
 from omegaconf import OmegaConf
 from verl.utils.dataset.rl_dataset import RLHFDataset
 
-from .config import BuildConfig, ConfigError
+from .config import WHAT, BuildConfig, ConfigError
 from .pipeline import build
 from .splits import SPLITS
 
@@ -31,15 +31,15 @@ __all__ = ["RawCorpusDataset", "build_config_from_verl"]
 
 
 def build_config_from_verl(data_files: list[str], data_config: Any) -> tuple[BuildConfig, str]:
-    """The BuildConfig and split name from verl's ``data`` config node."""
+    """The BuildConfig and split name from verl's ``data`` config node (task defaults as on the command line)."""
     raw = data_config.get("raw_corpus") if hasattr(data_config, "get") else None
     raw = OmegaConf.to_container(raw, resolve=True) if OmegaConf.is_config(raw) else dict(raw or {})
-    split = raw.pop("split", "rl")
-    if split not in SPLITS and not str(split).startswith("few_shot_"):
-        raise ConfigError(f"data_tools setting 'raw_corpus.split': {split!r} is not one of {SPLITS} or few_shot_K")
+    split = str(raw.pop("split", "rl"))
+    if split not in SPLITS and not split.startswith("few_shot_"):
+        raise ConfigError.at("raw_corpus.split", f"{split!r} is not one of {SPLITS} or few_shot_K", WHAT)
     inputs = dict(raw.pop("input", {}) or {})
     inputs["paths"] = [str(f) for f in data_files]
-    return BuildConfig.from_mapping({**raw, "input": inputs}), split
+    return BuildConfig.from_mapping({**raw, "input": inputs}, prefix="raw_corpus."), split
 
 
 class RawCorpusDataset(RLHFDataset):
@@ -51,7 +51,7 @@ class RawCorpusDataset(RLHFDataset):
         if split.startswith("few_shot_"):
             size = int(split.split("_")[-1])
             if size not in result.few_shot:
-                raise ConfigError(f"data_tools setting 'raw_corpus.split': {split} needs splits.few_shot: [{size}]")
+                raise ConfigError.at("raw_corpus.split", f"{split} needs splits.few_shot: [{size}]", WHAT)
             rows = result.rl_rows("rl", result.few_shot[size])
         else:
             rows = result.rl_rows(split)
