@@ -166,7 +166,7 @@ def unit_share(text: str, scripts: Iterable[str]) -> UnitShare:
 
 
 def passes_language(share: UnitShare, purity: float, min_units: int = 1) -> bool:
-    """The language check: at least ``min_units`` letter units, and at least ``purity`` of them in the target scripts."""
+    """The language check: at least ``min_units`` letter units, ``purity`` of them in the target scripts."""
     return share.total_units >= min_units and share.share >= purity
 
 
