@@ -1,12 +1,19 @@
-"""Row filters. Nothing is dropped silently: each reason has a counter in the stats."""
+"""Row filters. Nothing is dropped silently: each reason has a counter in the stats.
+
+Lengths are counted in the reward's units and the script checks are the reward's
+language check (``semantic_reward.languages.unit_share``). A target (a reference)
+must in addition pass it at the reward's purity, so every reference kept here earns
+R_lang = 1 when scored against itself; ``filters.min_script_share`` can only make the
+check stricter.
+"""
 
 from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Iterable, Iterator
 
-from semantic_reward.languages import LanguageRegistry, script_share
-from semantic_reward.penalties import text_units
+from semantic_reward.languages import DEFAULT_PURITY, LanguageRegistry, passes_language, unit_share
+from semantic_reward.text import text_units
 
 from .config import FilterConfig
 from .records import Pair
@@ -31,8 +38,11 @@ REASONS = (
 class RowFilter:
     """Applies ``FilterConfig`` to normalised pairs; ``counts`` holds one counter per reason."""
 
-    def __init__(self, config: FilterConfig, source_language: str, target_language: str):
+    def __init__(
+        self, config: FilterConfig, source_language: str, target_language: str, reward_purity: float = DEFAULT_PURITY
+    ):
         self.config = config
+        self.target_purity = max(config.min_script_share, reward_purity)
         registry = LanguageRegistry()
         self.source_scripts = registry.get(source_language).scripts
         self.target_scripts = registry.get(target_language).scripts
@@ -51,9 +61,12 @@ class RowFilter:
             tgt_units = len(text_units(pair.target))
             if not pair.target.strip() or tgt_units == 0:
                 return "empty_target"
-        if script_share(pair.source, self.source_scripts).share < cfg.min_script_share:
+        source_share = unit_share(pair.source, self.source_scripts)
+        if not passes_language(source_share, cfg.min_script_share, min_units=int(cfg.min_script_share > 0)):
             return "wrong_script_source"
-        if pair.target is not None and script_share(pair.target, self.target_scripts).share < cfg.min_script_share:
+        if pair.target is not None and not passes_language(
+            unit_share(pair.target, self.target_scripts), self.target_purity
+        ):
             return "wrong_script_target"
         if src_units < cfg.min_units or (tgt_units is not None and tgt_units < cfg.min_units):
             return "too_short"

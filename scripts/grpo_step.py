@@ -14,6 +14,8 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+from semantic_reward.text import text_units
+
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_DATA = ROOT.parent / "shared" / "data"
 
@@ -60,12 +62,8 @@ def load_pairs(dataset: str, data_dir: Path) -> list[tuple[str, str]]:
     return pairs
 
 
-def _syllables(text: str) -> list[str]:
-    return [s for s in text.replace("།", "་").split("་") if s.strip()]
-
-
 def candidate(kind: str, ref: str, src: str, other: str, rng: random.Random) -> str:
-    sylls = _syllables(ref) or [ref]
+    sylls = text_units(ref) or [ref]
     if kind == "correct":
         return ref
     if kind == "truncated":

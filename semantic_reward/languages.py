@@ -1,10 +1,19 @@
-"""Target languages as sets of Unicode scripts, and the script-share measurement.
+"""Target languages as sets of Unicode scripts, and the language check.
 
 A language is known to the reward only through its writing system(s), so a new
 low-resource language is added by naming its scripts (any Unicode script name the
 ``regex`` module knows: ``Yi``, ``Ol_Chiki``, ``Tifinagh`` ...), never by code.
-Only letters count: digits, punctuation, symbols, spaces and combining marks of
-the ``Inherited`` script are ignored, so "2024" or "..." never decide the language.
+
+The language check (:func:`unit_share`, :func:`passes_language`) counts the units
+of ``semantic_reward.text`` that hold a letter: a Tibetan syllable, a Han
+character, a Latin word each count once, so the acronym in "...全省GDP的..." weighs
+as much as one Han character, not three. Digit runs, punctuation and symbols hold
+no letter and never decide the language, and combining marks with no base letter
+are no unit at all. The reward's R_lang, ``data_tools``' script filter and the
+evaluation's language consistency all use this one check.
+
+:func:`script_share` (letters, not units) remains for measures that need letters,
+such as the encoder audit's share of unknown-token letters.
 """
 
 from __future__ import annotations
@@ -15,18 +24,28 @@ from dataclasses import dataclass
 
 import regex
 
+from .text import text_units
+
 __all__ = [
     "Language",
     "LanguageError",
     "BUILTIN_LANGUAGES",
     "LanguageRegistry",
+    "DEFAULT_PURITY",
     "ScriptShare",
+    "UnitShare",
     "is_valid_script",
     "letter_count",
     "script_share",
-    "dominant_script",
+    "unit_share",
+    "passes_language",
     "canonical_language",
 ]
+
+
+DEFAULT_PURITY = 0.9
+"""Share of letter units in the target scripts needed for R_lang = 1 by default: a Latin
+acronym in a sentence passes, a sentence half in another language fails."""
 
 
 class LanguageError(ValueError):
@@ -120,17 +139,35 @@ def script_share(text: str, scripts: Iterable[str]) -> ScriptShare:
     return ScriptShare(len(_script_pattern(key).findall(text)), letter_count(text))
 
 
-def dominant_script(text: str, candidates: Iterable[str]) -> tuple[str | None, float]:
-    """The candidate script holding most letters, with its share (None when no letters)."""
-    total = letter_count(text)
-    if total == 0:
-        return None, 0.0
-    best, best_n = None, 0
-    for script in candidates:
-        n = len(_script_pattern((script,)).findall(text))
-        if n > best_n:
-            best, best_n = script, n
-    return best, best_n / total
+@dataclass(frozen=True)
+class UnitShare:
+    """How many of a text's letter-bearing units are in the target scripts."""
+
+    target_units: int
+    total_units: int
+
+    @property
+    def share(self) -> float:
+        return self.target_units / self.total_units if self.total_units else 0.0
+
+
+def unit_share(text: str, scripts: Iterable[str]) -> UnitShare:
+    """Count the units (``text.text_units``) whose first letter is in ``scripts``, among units with a letter."""
+    target_pattern = _script_pattern(tuple(scripts))
+    target = total = 0
+    for unit in text_units(text):
+        letter = _LETTER.search(unit)
+        if letter is None:  # a digit run
+            continue
+        total += 1
+        if target_pattern.match(letter.group()):
+            target += 1
+    return UnitShare(target, total)
+
+
+def passes_language(share: UnitShare, purity: float, min_units: int = 1) -> bool:
+    """The language check: at least ``min_units`` letter units, ``purity`` of them in the target scripts."""
+    return share.total_units >= min_units and share.share >= purity
 
 
 class LanguageRegistry:

@@ -1,9 +1,8 @@
 """Anti-reward-hacking terms of the source-grounded follow-up (SG-SRL).
 
-Lengths and n-grams are counted in *text units* so that they mean the same thing
-in every script: one unit per Han/kana character, one per Tibetan syllable (split
-on the tsheg and shad, which are punctuation), one per space-separated word
-elsewhere.
+Lengths and n-grams are counted in the units of ``semantic_reward.text`` (Tibetan
+syllables, Han characters, words, digit runs), the same units every other part of
+the project counts. ``text_units`` is re-exported here for older importers.
 """
 
 from __future__ import annotations
@@ -12,7 +11,7 @@ import math
 import statistics
 from collections.abc import Sequence
 
-import regex
+from .text import text_units
 
 __all__ = [
     "text_units",
@@ -22,15 +21,6 @@ __all__ = [
     "length_penalty",
     "batch_median_length_penalties",
 ]
-
-_UNIT = regex.compile(
-    r"\p{Han}|\p{Hiragana}|\p{Katakana}|[^\s\p{P}\p{S}\p{Cc}\p{Cf}\p{Han}\p{Hiragana}\p{Katakana}]+"
-)
-
-
-def text_units(text: str) -> list[str]:
-    """Split into script-aware units (syllables, characters or words)."""
-    return _UNIT.findall(text)
 
 
 def ramp(value: float, start: float, full: float) -> float:

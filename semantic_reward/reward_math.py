@@ -13,8 +13,9 @@ from collections.abc import Sequence
 import numpy as np
 
 from .config import SemanticRewardConfig
-from .languages import ScriptShare, script_share
-from .penalties import length_penalty, repeated_ngram_ratio, repetition_penalty, text_units
+from .languages import UnitShare, passes_language, unit_share
+from .penalties import length_penalty, repeated_ngram_ratio, repetition_penalty
+from .text import text_units
 
 __all__ = [
     "REWARD_KEYS",
@@ -69,9 +70,9 @@ def similarity_reward(s: float, tau: float) -> float:
     return (s - tau) / (1.0 - tau)
 
 
-def language_reward(share: ScriptShare, purity: float, min_letters: int = 1) -> float:
-    """R_lang in {0, 1}: enough letters, and at least ``purity`` of them in the target scripts."""
-    return 1.0 if share.total_letters >= min_letters and share.share >= purity else 0.0
+def language_reward(share: UnitShare, purity: float, min_letters: int = 1) -> float:
+    """R_lang in {0, 1}: at least ``min_letters`` letter units, ``purity`` of them in the target scripts."""
+    return 1.0 if passes_language(share, purity, min_letters) else 0.0
 
 
 def combine_additive(
@@ -113,14 +114,20 @@ def mix_similarity(mode: str, sim_reference: float, sim_source: float, hybrid_we
 
 
 def is_empty_output(response: str) -> bool:
-    """No text units at all: only spaces, punctuation, symbols or control characters."""
+    """No text units at all: only spaces, punctuation, symbols, control characters or stray combining marks."""
     return not text_units(response)
 
 
-def empty_components() -> dict[str, float]:
-    """An empty output scores 0 on every component."""
+def empty_components(config: SemanticRewardConfig | None = None) -> dict[str, float]:
+    """An empty output: every component 0 and the score at the bottom of the reward range.
+
+    The bottom, not 0: with penalties an additive reward can go below 0, and an empty
+    output must never rank above a genuine but penalised attempt (an invitation to
+    collapse). Without penalties the bottom is 0.
+    """
     result = dict.fromkeys(REWARD_KEYS, 0.0)
     result["is_empty"] = 1.0
+    result["score"] = float((config or SemanticRewardConfig()).reward_range[0])
     return result
 
 
@@ -139,14 +146,14 @@ def reward_components(
     the reference's, or the recent batch median's.
     """
     units = text_units(response)
-    if not units:  # nothing but spaces, punctuation, symbols or control characters
-        return empty_components()
+    if not units:  # nothing but spaces, punctuation, symbols, control characters or stray marks
+        return empty_components(config)
     sim_reference = float(np.clip(_finite(sim_reference), -1.0, 1.0))
     sim_source = float(np.clip(_finite(sim_source), -1.0, 1.0))
     s = mix_similarity(config.mode, sim_reference, sim_source, config.hybrid_weight)
     r_sim = similarity_reward(s, config.tau)
 
-    share = script_share(response, scripts)
+    share = unit_share(response, scripts)
     r_lang = language_reward(share, config.purity, config.min_letters)
 
     ratio = repeated_ngram_ratio(units, config.repetition_penalty.n)

@@ -3,6 +3,10 @@
 One ``SemanticScorer`` per reward configuration. ``score`` is the async
 per-trajectory call verl's reward loop makes; ``score_batch`` is the offline
 form (evaluation, benchmarks). Both give identical numbers for identical inputs.
+
+Outputs, references and sources are normalised with ``text.normalize``, exactly as
+``data_tools`` normalises the references it writes, before anything is measured or
+encoded: an output written with the non-breaking tsheg scores as the ordinary one.
 """
 
 from __future__ import annotations
@@ -18,8 +22,8 @@ import numpy as np
 
 from .config import SemanticRewardConfig
 from .languages import LanguageRegistry
-from .penalties import text_units
 from .reward_math import cosine_similarity, empty_components, is_empty_output, reward_components
+from .text import normalize, pretokenize, text_units
 
 __all__ = ["SemanticScorer", "DataError"]
 
@@ -45,16 +49,18 @@ class _RecentLengths:
             return float(statistics.median(self._lengths))
 
 
-def lexical_similarity(metric: str, output: str, reference: str, language: str) -> float:
-    """Sentence chrF++ or BLEU in [0, 1], tokenised for the language (the lexical ablation's s)."""
+def lexical_similarity(metric: str, output: str, reference: str) -> float:
+    """Sentence chrF++ or BLEU in [0, 1] over the project's units (the lexical ablation's s).
+
+    Both sides become space-separated units (``text.pretokenize``), so BLEU runs with
+    sacrebleu's ``none`` tokeniser and counts the same units as every other measure.
+    """
     import sacrebleu
 
-    from .evaluation.tokenize import bleu_tokenizer, pretokenize
-
-    hyp, ref = pretokenize(output, language), pretokenize(reference, language)
+    hyp, ref = pretokenize(output), pretokenize(reference)
     if metric == "chrf":
         return sacrebleu.sentence_chrf(hyp, [ref], word_order=2).score / 100.0
-    return sacrebleu.sentence_bleu(hyp, [ref], tokenize=bleu_tokenizer(language)).score / 100.0
+    return sacrebleu.sentence_bleu(hyp, [ref], tokenize="none").score / 100.0
 
 
 class SemanticScorer:
@@ -98,11 +104,8 @@ class SemanticScorer:
         anchor = reference if isinstance(reference, str) else source
         return float(len(text_units(anchor))) if isinstance(anchor, str) else 0.0
 
-    def _lexical(self, texts: list[str], language: str | None) -> list[float]:
-        target = self.languages.get(language or self.config.language)
-        # tokenise by script, so that e.g. "script:Tibetan" is split into syllables too
-        lang = "tibetan" if "Tibetan" in target.scripts else "chinese" if target.scripts == ("Han",) else target.name
-        return [lexical_similarity(self.config.similarity, texts[0], ref, lang) for ref in texts[1:]]
+    def _lexical(self, texts: list[str]) -> list[float]:
+        return [lexical_similarity(self.config.similarity, texts[0], ref) for ref in texts[1:]]
 
     @staticmethod
     def _cosines(vectors: np.ndarray) -> list[float]:
@@ -126,9 +129,15 @@ class SemanticScorer:
 
     @staticmethod
     def _as_text(response: Any) -> str:
-        if isinstance(response, str):
-            return response
-        return "" if response is None else str(response)
+        """The normalised output text (None is empty; other objects are formatted)."""
+        if not isinstance(response, str):
+            response = "" if response is None else str(response)
+        return normalize(response)
+
+    @staticmethod
+    def _normalized(text: Any) -> Any:
+        """References and sources are normalised like outputs; non-strings are left for ``_texts`` to report."""
+        return normalize(text) if isinstance(text, str) else text
 
     # -- scoring --------------------------------------------------------------------
     async def score(
@@ -136,13 +145,14 @@ class SemanticScorer:
     ) -> dict[str, float]:
         """Score one output (the per-trajectory path verl drives concurrently)."""
         response = self._as_text(response)
+        reference, source = self._normalized(reference), self._normalized(source)
         texts, flags = self._texts(response, reference, source)
         if language is not None:
             self.languages.get(language)  # unknown per-row language: fail with the list of known ones
         if is_empty_output(response):
-            return empty_components()
+            return empty_components(self.config)
         if self.lexical:
-            sims = self._lexical(texts, language)
+            sims = self._lexical(texts)
         else:
             sims = self._cosines(await self.service.embed(texts, flags))
         return self._finish(response, sims, reference, source, language)
@@ -156,8 +166,8 @@ class SemanticScorer:
     ) -> list[dict[str, float]]:
         """Score many outputs with one merged encode request."""
         n = len(responses)
-        references = list(references) if references is not None else [None] * n
-        sources = list(sources) if sources is not None else [None] * n
+        references = [self._normalized(r) for r in references] if references is not None else [None] * n
+        sources = [self._normalized(s) for s in sources] if sources is not None else [None] * n
         languages = list(languages) if languages is not None else [None] * n
         if not len(references) == len(sources) == len(languages) == n:
             raise ValueError("responses, references, sources and languages must have the same length")
@@ -175,11 +185,11 @@ class SemanticScorer:
         results = []
         for (response, span), reference, source, language in zip(plans, references, sources, languages, strict=True):
             if span is None:
-                results.append(empty_components())
+                results.append(empty_components(self.config))
                 continue
             start, count = span
             pair = all_texts[start : start + count]
-            sims = self._lexical(pair, language) if self.lexical else self._cosines(vectors[start : start + count])
+            sims = self._lexical(pair) if self.lexical else self._cosines(vectors[start : start + count])
             results.append(self._finish(response, sims, reference, source, language))
         return results
 

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from semantic_reward.config import SemanticRewardConfig
-from semantic_reward.languages import ScriptShare
+from semantic_reward.languages import UnitShare
 from semantic_reward.penalties import (
     batch_median_length_penalties,
     length_penalty,
@@ -60,10 +60,10 @@ def test_cosine_normalises_and_guards():
 
 
 def test_language_reward_purity_and_min_letters():
-    assert language_reward(ScriptShare(9, 10), purity=0.9) == 1.0
-    assert language_reward(ScriptShare(8, 10), purity=0.9) == 0.0
-    assert language_reward(ScriptShare(0, 0), purity=0.9) == 0.0
-    assert language_reward(ScriptShare(2, 2), purity=0.9, min_letters=3) == 0.0
+    assert language_reward(UnitShare(9, 10), purity=0.9) == 1.0
+    assert language_reward(UnitShare(8, 10), purity=0.9) == 0.0
+    assert language_reward(UnitShare(0, 0), purity=0.9) == 0.0
+    assert language_reward(UnitShare(2, 2), purity=0.9, min_letters=3) == 0.0
 
 
 def test_text_units_per_script():
@@ -71,6 +71,7 @@ def test_text_units_per_script():
     assert text_units("新中国，成立") == ["新", "中", "国", "成", "立"]
     assert text_units("hello, big  world!") == ["hello", "big", "world"]
     assert text_units("...!!! \u200b\x00") == []
+    assert text_units("ཀ\u0f0cཁ༔ག ༢༠༢༤ GDP") == ["ཀ", "ཁ", "ག", "༢༠༢༤", "GDP"]
 
 
 def test_repeated_ngram_ratio_by_hand():
@@ -132,9 +133,48 @@ def test_components_gated_config_end_to_end():
 
 def test_empty_and_key_set_are_fixed():
     cfg = SemanticRewardConfig()
-    for text in ["", "   ", "\x00\x01", "།།", "...?!"]:
+    for text in ["", "   ", "\x00\x01", "།།", "...?!", "\u0f71\u0f72\u0fb2"]:
         res = reward_components(text, scripts=TIBETAN, config=cfg, sim_reference=0.99)
-        assert res == empty_components()
-        assert res["score"] == 0.0
+        assert res == empty_components(cfg)
+        assert res["score"] == 0.0 and res["is_empty"] == 1.0
     res = reward_components(BO, scripts=TIBETAN, config=cfg, sim_reference=0.7)
     assert tuple(res) == REWARD_KEYS == tuple(empty_components())
+
+
+# ---- issue 13, item 14: an empty output is never the best choice ----------------------------------
+
+MODES = {
+    "paper": {},
+    "additive+penalties": {"length_penalty": {"weight": 0.2}, "repetition_penalty": {"weight": 0.05}},
+    "additive+heavy_penalties": {"length_penalty": {"weight": 1.0}, "repetition_penalty": {"weight": 1.0}},
+    "gated": {"combine": "gated", "semantic_weight": 1.0, "length_penalty": {"weight": 0.2},
+              "repetition_penalty": {"weight": 0.05}},
+    "source": {"mode": "source", "length_penalty": {"weight": 0.2}},
+    "hybrid": {"mode": "hybrid", "repetition_penalty": {"weight": 0.3}},
+}
+
+
+@pytest.mark.parametrize("settings", MODES.values(), ids=MODES.keys())
+def test_empty_scores_the_bottom_of_the_range_in_every_mode(settings):
+    cfg = SemanticRewardConfig.from_mapping(settings)
+    low, _ = cfg.reward_range
+    empty = reward_components("", scripts=TIBETAN, config=cfg, sim_reference=0.99, sim_source=0.99)
+    assert empty["score"] == low
+    # the worst genuine attempts: wrong language, long and looping, and similarity below tau
+    for attempt in ["新中国成立" * 40, "་".join(["བཀྲ", "ཤིས"] * 50), "hello " * 100, BO]:
+        res = reward_components(attempt, scripts=TIBETAN, config=cfg, sim_reference=-1.0, sim_source=-1.0,
+                                length_basis=4)
+        assert res["score"] >= empty["score"], attempt[:20]
+
+
+def test_empty_ranks_below_a_penalised_attempt_issue_example():
+    # additive with penalties (0.2 length, 0.05 repetition): a looping output in the wrong language
+    cfg = SemanticRewardConfig.from_mapping({"length_penalty": {"weight": 0.2}, "repetition_penalty": {"weight": 0.05}})
+    looping_chinese = "新中国" * 100  # 300 units vs a reference of 4 -> p_len 1; 297 4-grams, 3 distinct
+    attempt = reward_components(looping_chinese, scripts=TIBETAN, config=cfg, sim_reference=0.1, length_basis=4)
+    p_rep = (1 - 3 / 297 - 0.15) / (1 - 0.15)
+    assert attempt["repeated_ngram_ratio"] == pytest.approx(1 - 3 / 297)
+    assert attempt["score"] == pytest.approx(-0.2 - 0.05 * p_rep)  # about -0.25, the issue's example
+    empty = reward_components("   ", scripts=TIBETAN, config=cfg, sim_reference=0.99)
+    assert empty["score"] == pytest.approx(-0.25)
+    assert empty["score"] < attempt["score"]  # was 0 > -0.25 before

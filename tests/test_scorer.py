@@ -90,13 +90,14 @@ def test_batch_median_length_window():
 def test_lexical_ablation_uses_sacrebleu_sentence_scores(metric):
     import sacrebleu
 
-    from semantic_reward.evaluation.tokenize import pretokenize
+    from semantic_reward.text import pretokenize
 
     config = SemanticRewardConfig.from_mapping({"similarity": metric, "tau": 0.0})
     scorer = SemanticScorer(config)
     assert scorer.service is None  # no encoder is loaded for a lexical reward
     out, ref = "བཀྲ་ཤིས་བདེ།", "བཀྲ་ཤིས་བདེ་ལེགས།"
-    h, r = pretokenize(out, "bo"), pretokenize(ref, "bo")
+    h, r = pretokenize(out), pretokenize(ref)
+    assert (h, r) == ("བཀྲ ཤིས བདེ", "བཀྲ ཤིས བདེ ལེགས")
     expected = (sacrebleu.sentence_chrf(h, [r], word_order=2) if metric == "chrf"
                 else sacrebleu.sentence_bleu(h, [r], tokenize="none")).score / 100
     res = asyncio.run(scorer.score(out, reference=ref))
@@ -110,3 +111,82 @@ def test_lexical_needs_reference_mode():
 
     with pytest.raises(ConfigError, match="'similarity'"):
         SemanticRewardConfig.from_mapping({"similarity": "chrf", "mode": "source"})
+
+
+def test_lexical_reward_does_not_import_evaluation():
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, asyncio\n"
+        "from semantic_reward.config import SemanticRewardConfig\n"
+        "from semantic_reward.scorer import SemanticScorer\n"
+        "s = SemanticScorer(SemanticRewardConfig.from_mapping({'similarity': 'bleu'}))\n"
+        "asyncio.run(s.score('བཀྲ་ཤིས།', reference='བཀྲ་ཤིས།'))\n"
+        "print(sorted(m for m in sys.modules if m.startswith(('semantic_reward.evaluation', 'data_tools'))))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
+
+
+# ---- issue 13, item 13: outputs, references and sources normalised as data_tools normalises ------
+
+
+REF = "ཀྲུང་གོ་གསར་པ་དབུ་བརྙེས་དུས།"
+
+
+@pytest.mark.parametrize(
+    "variant",
+    [
+        REF.replace("\u0f0b", "\u0f0c"),  # the issue's example: non-breaking tsheg throughout
+        REF.replace("\u0f0b", "\u0f0c", 2),  # mixed tsheg forms
+        "\ufeff " + REF.replace("་", "་\u200b") + " \n",  # invisible characters and stray whitespace
+        REF.replace("།", " །"),  # a space before the shad
+    ],
+)
+def test_output_normalised_like_the_reference(variant):
+    from data_tools.normalize import Normalizer
+
+    assert Normalizer()(variant) == REF  # the dataset would hold REF for this text
+    scorer, backend = make()
+    res = asyncio.run(scorer.score(variant, reference=REF))
+    assert res == pytest.approx(asyncio.run(scorer.score(REF, reference=REF)))
+    assert res["semantic_similarity"] == pytest.approx(1.0) and res["score"] == pytest.approx(2.5)
+    # the reference and the source are normalised too
+    assert asyncio.run(scorer.score(REF, reference=variant))["score"] == pytest.approx(2.5)
+    source_scorer, _ = make(mode="source")
+    assert asyncio.run(source_scorer.score(REF, source=variant))["score"] == pytest.approx(2.5)
+    assert scorer.score_batch([variant], [REF])[0] == pytest.approx(res)
+
+
+def test_precomposed_and_decomposed_tibetan_score_the_same():
+    composed, decomposed = "\u0f43\u0f0bཀ།", "\u0f42\u0fb7\u0f0bཀ།"  # NFC decomposes U+0F43 (composition exclusion)
+    assert composed != decomposed
+    scorer, _ = make()
+    assert asyncio.run(scorer.score(composed, reference=decomposed))["score"] == pytest.approx(2.5)
+    assert asyncio.run(scorer.score(decomposed, reference=composed))["score"] == pytest.approx(2.5)
+
+
+# ---- issue 13, item 14: empty never ranks above a genuine attempt, through the scorer -----------
+
+
+@pytest.mark.parametrize(
+    "settings",
+    [
+        {},
+        {"length_penalty": {"weight": 0.2}, "repetition_penalty": {"weight": 0.05}},
+        {"combine": "gated", "semantic_weight": 1.0, "length_penalty": {"weight": 0.2}},
+        {"mode": "hybrid", "repetition_penalty": {"weight": 0.5}},
+        {"length_penalty": {"weight": 0.3, "relative_to": "batch_median", "window": 4}},
+        {"similarity": "chrf", "length_penalty": {"weight": 0.2}, "repetition_penalty": {"weight": 0.05}},
+    ],
+)
+def test_empty_output_is_never_the_best_choice(settings):
+    scorer, _ = make(**settings)
+    low = scorer.config.reward_range[0]
+    group = ["", "   ", "\u0f71\u0f72", "新中国" * 100, "་".join(["ཀ", "ཁ"] * 60), ZH, BO]
+    results = scorer.score_batch(group, [BO] * len(group), [ZH] * len(group))
+    empties, attempts = results[:3], results[3:]
+    assert all(r["is_empty"] == 1.0 and r["score"] == low for r in empties)
+    assert all(r["is_empty"] == 0.0 and r["score"] >= low for r in attempts)
+    assert max(r["score"] for r in attempts) > low

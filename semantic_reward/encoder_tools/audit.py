@@ -27,6 +27,7 @@ from typing import Any
 import numpy as np
 
 from ..languages import LanguageRegistry, script_share
+from ..text import text_units
 from .audit_metrics import pair_similarities, propose_tau, random_pair_similarities, retrieval_p_at_1, roc_auc
 
 __all__ = ["AuditThresholds", "perturb", "unk_share", "audit_encoder", "verdict", "write_reports"]
@@ -45,14 +46,6 @@ class AuditThresholds:
     max_unk_share: float = 0.05
 
 
-def _units(text: str) -> list[str]:
-    if "་" in text or "།" in text:
-        return [u for u in re.split(r"[་།\s]+", text) if u]
-    if " " in text.strip():
-        return text.split()
-    return list(text)
-
-
 def _join(units: list[str], like: str) -> str:
     if "་" in like or "།" in like:
         return "་".join(units) + "།"
@@ -61,7 +54,7 @@ def _join(units: list[str], like: str) -> str:
 
 def perturb(kind: str, target: str, source: str, other_source: str, rng: random.Random) -> str | None:
     """A perturbed output for a reference ``target`` (None when the kind does not apply)."""
-    units = _units(target)
+    units = text_units(target)
     if kind == "truncated":
         return _join(units[: max(1, len(units) // 2)], target) if len(units) > 1 else None
     if kind == "shuffled":
