@@ -13,7 +13,7 @@ import sys
 import time
 
 from .config import FORMATS, BuildConfig, ConfigError
-from .errors import InputError
+from .errors import DataToolsError, os_cause
 from .pipeline import build
 from .writers import format_stats, write_build
 
@@ -65,6 +65,8 @@ def parser() -> argparse.ArgumentParser:
         pr.add_argument("--system-prompt")
         pr.add_argument("--templates", help="YAML file of prompt templates (default: data_tools/prompts.yaml)")
         p.add_argument("--quiet", action="store_true", help="no progress bar")
+        p.add_argument("--allow-empty", action="store_true",
+                       help="write even when a split the recipes need (rl, cold_start, dev, test) is empty (warns)")
     return ap
 
 
@@ -97,9 +99,12 @@ def main(argv: list[str] | None = None) -> int:
         config = config_from_args(args)
         start = time.perf_counter()
         result = build(config, progress=False if args.quiet else None)
-        written = write_build(result, args.out)
-    except (ConfigError, InputError) as exc:
+        written = write_build(result, args.out, allow_empty=args.allow_empty)
+    except (ConfigError, DataToolsError) as exc:
         print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:  # anything not caught closer to its cause: still one line with the path
+        print(f"error: {exc.filename or args.out}: {os_cause(exc)}", file=sys.stderr)
         return 2
     seconds = time.perf_counter() - start
     print(format_stats(result.stats))
