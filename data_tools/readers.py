@@ -9,7 +9,8 @@ newlines), by the ``csv`` module over the whole stream; TSV as the IANA
 ``text/tab-separated-values`` type defines it: no quoting, so a field that starts
 with ``"`` keeps it. Every reader takes ``on_error``: ``None`` raises the
 ``InputError``; a callable receives it instead and the reader goes on with the
-next row (``--skip-invalid``).
+next row (``--skip-invalid``); a CSV quoting error is never skipped, as it puts
+the boundaries of every later row in doubt.
 """
 
 from __future__ import annotations
@@ -43,7 +44,8 @@ _LOGGED_SKIPS = 10  # the first skipped rows are logged with their location, the
 def detect_format(path: str) -> str:
     fmt = _SUFFIXES.get(Path(path).suffix.lower())
     if fmt is None:
-        raise InputError(f"cannot tell the format from the suffix; pass --format ({', '.join(sorted(set(_SUFFIXES.values())))})", path)
+        known = ", ".join(sorted(set(_SUFFIXES.values())))
+        raise InputError(f"cannot tell the format from the suffix; pass --format ({known})", path)
     return fmt
 
 
@@ -163,11 +165,9 @@ def read_delimited(path: str, delimiter: str, on_error: OnError = None) -> Itera
             except StopIteration:
                 return
             except csv.Error as exc:
-                error = InputError(f"malformed {name}: {exc}", path, start, kind=f"malformed {name}")
-                if header is None or reader.line_num < start:
-                    raise error from exc
-                _fail(error, on_error)
-                continue
+                # never skipped: after a stray quote the boundaries of every later row are in doubt
+                span = f" (the row starting here runs to line {reader.line_num})" if reader.line_num > start else ""
+                raise InputError(f"malformed {name}: {exc}{span}; check its quotes", path, start) from exc
             if not values or (len(values) == 1 and not values[0].strip() and (header is None or len(header) > 1)):
                 continue  # a blank line
             bad = next(((col, b) for col, v in zip(header or values, values) if (b := _escaped_bytes(v))), None)
@@ -226,7 +226,8 @@ def read_hf(name: str, config: str | None = None, split: str = "train", **kwargs
     try:
         ds = datasets.load_dataset(name, config, split=split, **kwargs)
     except Exception as exc:
-        raise InputError(f"cannot load Hugging Face dataset {name!r} (config {config!r}, split {split!r}): {exc}") from exc
+        raise InputError(
+            f"cannot load Hugging Face dataset {name!r} (config {config!r}, split {split!r}): {exc}") from exc
     origin = f"hf:{name}" + (f":{config}" if config else "") + f":{split}"
     for i, row in enumerate(ds):
         yield RawRow(dict(row), origin, i + 1)

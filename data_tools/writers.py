@@ -93,8 +93,8 @@ def check_not_empty(result: BuildResult, allow_empty: bool = False) -> list[str]
     inputs = ", ".join(str(p) for p in stats.get("inputs", []))
     if stats["kept"] == 0:
         dropped = ", ".join(f"{k} {v}" for k, v in stats["filtered"].items() if v) or "none"
-        message = (f"{inputs}: no rows to write: read {stats['rows_read']}, invalid skipped {stats['invalid_skipped']}, "
-                   f"filtered {stats['filtered_total']} ({dropped})")
+        message = (f"{inputs}: no rows to write: read {stats['rows_read']}, "
+                   f"invalid skipped {stats['invalid_skipped']}, filtered {stats['filtered_total']} ({dropped})")
     else:
         sizes = ", ".join(f"{k} {v}" for k, v in stats["splits"].items())
         message = (f"{inputs}: split(s) {', '.join(empty)} would be empty ({sizes}); the recipes need them: "
