@@ -38,6 +38,8 @@ OnError = Callable[[InputError], None] | None
 _SUFFIXES = {".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "json", ".tsv": "tsv", ".csv": "csv", ".txt": "text"}
 # surrogateescape turns each undecodable byte into one of these code points
 _ESCAPED_BYTE = re.compile("[\udc80-\udcff]+")
+# JSON may spell a lone surrogate ("\ud800"), which no UTF-8 output (parquet) can hold
+_SURROGATE = re.compile("[\ud800-\udfff]")
 _LOGGED_SKIPS = 10  # the first skipped rows are logged with their location, the rest only counted
 
 
@@ -95,6 +97,15 @@ def _lines(path: str, on_error: OnError = None) -> Iterator[tuple[int, str]]:
         yield line_no, text
 
 
+def _lone_surrogate(obj: dict[str, Any], path: str, line: int) -> InputError | None:
+    """The error for a top-level string holding a lone surrogate escape, or None."""
+    for key, value in obj.items():
+        if isinstance(value, str) and (m := _SURROGATE.search(value)):
+            return InputError(f"lone surrogate \\u{ord(m.group()):04x} at character {m.start()}: not valid Unicode",
+                              path, line, key, kind="invalid Unicode (lone surrogate)")
+    return None
+
+
 def read_jsonl(path: str, on_error: OnError = None) -> Iterator[RawRow]:
     seen_object = False
     for line_no, text in _lines(path, on_error):
@@ -112,6 +123,9 @@ def read_jsonl(path: str, on_error: OnError = None) -> Iterator[RawRow]:
                              kind="not a JSON object"), on_error)
             continue
         seen_object = True
+        if (bad := _lone_surrogate(obj, path, line_no)) is not None:
+            _fail(bad, on_error)
+            continue
         yield RawRow(obj, path, line_no)
 
 
@@ -137,6 +151,9 @@ def read_json_array(path: str, on_error: OnError = None) -> Iterator[RawRow]:
         if not isinstance(obj, dict):
             _fail(InputError(f"array element {i} is {type(obj).__name__}, expected an object", path,
                              kind="not a JSON object"), on_error)
+            continue
+        if (bad := _lone_surrogate(obj, path, i + 1)) is not None:
+            _fail(bad, on_error)
             continue
         yield RawRow(obj, path, i + 1)  # "line" is the 1-based element number for arrays
 
@@ -178,6 +195,11 @@ def read_delimited(path: str, delimiter: str, on_error: OnError = None) -> Itera
                     raise InputError(f"empty column name in header {values}", path, start)
                 if len(set(values)) != len(values):
                     raise InputError(f"duplicate column names in header {values}", path, start)
+                other = "," if delimiter == "\t" else "\t"
+                if len(values) == 1 and other in values[0]:
+                    guess = "csv" if other == "," else "tsv"
+                    raise InputError(f"the {name} header has one column {values[0]!r}, split by {other!r} instead: "
+                                     f"is this {guess.upper()}? pass --format {guess}", path, start)
                 header = values
                 continue
             if len(values) != len(header):

@@ -253,7 +253,15 @@ def _exchange(a: Path, b: Path) -> bool:
 
 
 def _remove(path: Path) -> None:
-    shutil.rmtree(path, ignore_errors=True)
+    """Remove a staging or swapped-out folder; one that resists is reported, never fatal to a finished build."""
+    if not path.exists():
+        return
+
+    def report(_func, where, exc_info) -> None:
+        log.warning("cannot remove %s: %s", where, os_cause(exc_info[1]) if isinstance(exc_info[1], OSError)
+                    else exc_info[1])
+
+    shutil.rmtree(path, onerror=report)
 
 
 def format_stats(stats: dict[str, Any]) -> str:

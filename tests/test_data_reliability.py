@@ -431,3 +431,21 @@ def test_txt_input_with_pairs_expected_says_why(tmp_path, news_pairs, capsys):
     assert cli_main(["mt", "--input", str(tmp_path), "--format", "jsonl", "--out", str(tmp_path / "p"),
                      "--quiet"]) == 2
     one_line_error(capsys.readouterr().err, str(tmp_path), "is a folder")
+
+
+def test_wrong_delimiter_and_lone_surrogates_say_what_is_wrong(tmp_path, news_pairs, capsys):
+    tsv = tmp_path / "pairs.csv"  # tab-separated content under a .csv name
+    tsv.write_text("id\tzh\tbo\n" + "".join(f"{r['id']}\t{r['zh']}\t{r['bo']}\n" for r in news_pairs), encoding="utf-8")
+    assert cli_main(["mt", "--input", str(tsv), "--out", str(tmp_path / "o"), "--quiet"]) == 2
+    one_line_error(capsys.readouterr().err, "pairs.csv:1", "--format tsv")
+    assert cli_main(["mt", "--input", str(tsv), "--format", "tsv", "--out", str(tmp_path / "o"), "--quiet"]) == 0
+    # "\ud800" in JSON is a lone surrogate: a one-line error (it was a UnicodeEncodeError from the parquet writer)
+    lines = [json.dumps(r) for r in news_pairs]  # ASCII escapes, as json.dumps writes by default
+    lines[3] = lines[3].replace('"zh": "', '"zh": "\\ud800', 1)
+    path = tmp_path / "sur.jsonl"
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    assert cli_main(["mt", "--input", str(path), "--out", str(tmp_path / "s"), "--quiet"]) == 2
+    one_line_error(capsys.readouterr().err, "sur.jsonl:4: lone surrogate", "(field 'zh')")
+    assert cli_main(["mt", "--input", str(path), "--out", str(tmp_path / "s"), "--quiet", "--skip-invalid"]) == 0
+    stats = json.loads((tmp_path / "s" / "stats.json").read_text())
+    assert stats["invalid_reasons"] == {"invalid Unicode (lone surrogate)": 1} and stats["rows_read"] == 300
