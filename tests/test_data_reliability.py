@@ -135,6 +135,21 @@ def test_a_failed_rebuild_keeps_the_old_build_and_leaves_nothing(tmp_path, news_
     assert [p.name for p in tmp_path.iterdir()] == ["out"]  # the staging folder is gone
 
 
+def test_rebuild_without_an_atomic_exchange_falls_back_to_two_renames(tmp_path, news_pairs, monkeypatch):
+    import data_tools.writers as writers
+
+    monkeypatch.setattr(writers, "_exchange", lambda a, b: False)  # a file system without RENAME_EXCHANGE
+    out = tmp_path / "out"
+    few = build(BuildConfig.from_mapping({"input": {"paths": [str(NEWS)]}, "splits": {"few_shot": [20]}}),
+                progress=False)
+    write_build(few, out)
+    assert (out / "rl" / "few_shot_20.parquet").exists()
+    plain = build(BuildConfig.from_mapping({"input": {"paths": [str(NEWS)]}, "splits": {"seed": 5}}), progress=False)
+    write_build(plain, out)
+    assert not list(out.rglob("few_shot_*")) and [p.name for p in tmp_path.iterdir()] == ["out"]
+    assert json.loads((out / "stats.json").read_text())["settings"]["splits"]["seed"] == 5
+
+
 def test_a_folder_that_is_not_a_build_is_never_replaced(tmp_path, news_pairs, capsys):
     mine = tmp_path / "notes"
     mine.mkdir()
