@@ -191,8 +191,6 @@ def read_delimited(path: str, delimiter: str, on_error: OnError = None) -> Itera
             if header is None:
                 if bad:
                     raise InputError(f"undecodable bytes {bad[1]!r} in the header; the file must be UTF-8", path, start)
-                if any(not h.strip() for h in values):
-                    raise InputError(f"empty column name in header {values}", path, start)
                 if len(set(values)) != len(values):
                     raise InputError(f"duplicate column names in header {values}", path, start)
                 other = "," if delimiter == "\t" else "\t"
