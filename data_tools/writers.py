@@ -116,6 +116,9 @@ def write_build(result: BuildResult, out_dir: str | Path, allow_empty: bool = Fa
     """
     empty = check_not_empty(result, allow_empty)
     result.stats["empty_splits"] = empty
+    for k, n in result.stats["few_shot"].items():
+        if n < int(k):
+            log.warning("few_shot_%s holds only %d rows: the build has no more training rows", k, n)
     out = _output_folder(out_dir)
     staging = _make_staging(out)
     try:
@@ -229,7 +232,11 @@ def _swap_in(staging: Path, out: Path) -> None:
         return
     old = out.parent / f".{out.name}.old-{os.getpid()}-{secrets.token_hex(4)}"
     os.rename(out, old)  # a crash between these two renames leaves the old build in `old`
-    os.rename(staging, out)
+    try:
+        os.rename(staging, out)
+    except OSError:
+        os.rename(old, out)  # put the previous build back before reporting
+        raise
     _remove(old)
 
 
@@ -279,7 +286,8 @@ def format_stats(stats: dict[str, Any]) -> str:
         cells = [lens[side].get(p, float("nan")) for side in ("source", "target") for p in ("p50", "p90")]
         lines.append(f"  {name:<12}{n:>7}" + "".join(f"{c:>9.1f}" for c in cells))
     for k, n in stats["few_shot"].items():
-        lines.append(f"  few_shot_{k:<3}{n:>7}")
+        short = f"   WARNING: only {n} of {k} (no more training rows)" if n < int(k) else ""
+        lines.append(f"  few_shot_{k:<3}{n:>7}{short}")
     if stats.get("empty_splits"):
         lines.append(f"  WARNING: empty split(s) written (--allow-empty): {', '.join(stats['empty_splits'])}")
     return "\n".join(lines)

@@ -149,6 +149,19 @@ def test_rebuild_without_an_atomic_exchange_falls_back_to_two_renames(tmp_path, 
     assert not list(out.rglob("few_shot_*")) and [p.name for p in tmp_path.iterdir()] == ["out"]
     assert json.loads((out / "stats.json").read_text())["settings"]["splits"]["seed"] == 5
 
+    real_rename = os.rename
+
+    def refuse(src, dst):
+        if Path(src).name.startswith(".out.building-"):
+            raise PermissionError(13, "Permission denied", str(dst))
+        return real_rename(src, dst)
+
+    monkeypatch.setattr(writers.os, "rename", refuse)  # the second rename fails: the old build goes back
+    before = digest_tree(out)
+    with pytest.raises(OutputError, match="permission denied"):
+        write_build(few, out)
+    assert digest_tree(out) == before and [p.name for p in tmp_path.iterdir()] == ["out"]
+
 
 def test_a_folder_that_is_not_a_build_is_never_replaced(tmp_path, news_pairs, capsys):
     mine = tmp_path / "notes"
@@ -381,6 +394,9 @@ def test_an_empty_needed_split_fails_and_the_old_build_stays(tmp_path, news_pair
     assert "WARNING: empty split(s)" in capsys.readouterr().out
     stats = json.loads((out / "stats.json").read_text())
     assert stats["kept"] == 3 and set(stats["empty_splits"]) >= {"dev", "test"}
+    # a few-shot subset larger than the training rows is written, and flagged on the console
+    assert cli_main(["mt", "--input", str(NEWS), "--out", str(out), "--quiet", "--few-shot", "1000"]) == 0
+    assert "WARNING: only 266 of 1000" in capsys.readouterr().out
     # a split set to 0 is not needed
     result = build(BuildConfig.from_mapping({"input": {"paths": [str(tiny)]}, "splits": {"test": 0.0, "dev": 0.0,
                                                                                         "cold_start": 0}}),
