@@ -18,7 +18,7 @@ import time
 from semantic_reward.settings import add_flags, flag_values
 
 from .config import BuildConfig, ConfigError, Task, task_defaults
-from .errors import InputError
+from .errors import DataToolsError, os_cause
 from .pipeline import build
 from .writers import format_stats, write_build
 
@@ -43,6 +43,8 @@ def parser() -> argparse.ArgumentParser:
         p = sub.add_parser(task.value, help=_TASK_HELP[task])
         p.add_argument("--out", required=True, help="output folder")
         p.add_argument("--quiet", action="store_true", help="no progress bar")
+        p.add_argument("--allow-empty", action="store_true",
+                       help="write even when a split the recipes need (rl, cold_start, dev, test) is empty (warns)")
         add_flags(p, BuildConfig, group="build", skip=("task",), defaults=_dotted(task_defaults(task)))
     return ap
 
@@ -58,9 +60,12 @@ def main(argv: list[str] | None = None) -> int:
         config = config_from_args(args)
         start = time.perf_counter()
         result = build(config, progress=False if args.quiet else None)
-        written = write_build(result, args.out)
-    except (ConfigError, InputError) as exc:
+        written = write_build(result, args.out, allow_empty=args.allow_empty)
+    except (ConfigError, DataToolsError) as exc:
         print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:  # anything not caught closer to its cause: still one line with the path
+        print(f"error: {exc.filename or args.out}: {os_cause(exc)}", file=sys.stderr)
         return 2
     seconds = time.perf_counter() - start
     print(format_stats(result.stats))

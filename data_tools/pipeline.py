@@ -128,7 +128,7 @@ def build(config: BuildConfig, progress: bool | None = None) -> BuildResult:
 
     def normalised() -> Iterator[tuple[Pair, tuple[str, str | None]]]:
         nonlocal read
-        rows = read_rows(config.input, config.source_field, config.target_field)
+        rows = read_rows(config.input, config.source_field, config.target_field, invalid)
         bar = tqdm(rows, desc="reading", unit=" rows", disable=None if progress is None else not progress, mininterval=0.5)
         for pair in extract_pairs(config, bar, invalid):
             read += 1
@@ -140,7 +140,9 @@ def build(config: BuildConfig, progress: bool | None = None) -> BuildResult:
 
     splits: dict[str, list[Pair]] = {name: [] for name in SPLITS}
     for pair in row_filter.apply(normalised()):
-        splits[assigner(pair)].append(pair)
+        name = assigner(pair)
+        if name is not None:  # None: its two sides already sit in two splits (counted as split_conflict)
+            splits[name].append(pair)
     check_disjoint(splits)
     train = splits["cold_start"] + splits["rl"]
     few_shot = {k: few_shot_subset(train, k, config.splits.seed) for k in config.splits.few_shot}
@@ -156,8 +158,8 @@ def build(config: BuildConfig, progress: bool | None = None) -> BuildResult:
         "rows_read": read + sum(invalid.values()),
         "invalid_skipped": sum(invalid.values()),
         "invalid_reasons": dict(sorted(invalid.items())),
-        "filtered": dict(row_filter.counts),
-        "filtered_total": sum(row_filter.counts.values()),
+        "filtered": {**row_filter.counts, "split_conflict": assigner.conflicts},
+        "filtered_total": sum(row_filter.counts.values()) + assigner.conflicts,
         "kept": sum(len(v) for v in splits.values()),
         "splits": {name: len(rows) for name, rows in splits.items()},
         "few_shot": {str(k): len(v) for k, v in few_shot.items()},

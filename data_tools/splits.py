@@ -1,9 +1,17 @@
-"""Deterministic split assignment that survives appending rows.
+"""Deterministic split assignment that survives appending rows and ignores the direction.
 
-Every row is placed by hashes of (seed, normalised source text), never by its
-position among all rows, so adding rows to a corpus leaves every existing row
-where it was; the same source text always lands in the same split, so a sentence
-can never be in both training and test.
+A row is placed by a hash of (seed, the sorted pair of its normalised sides),
+never by its position among all rows, so adding rows to a corpus leaves every
+existing row where it was, and a pair lands in the same split whether the corpus
+is built zh->bo or bo->zh (a test pair of one direction is never a training pair
+of the other).
+
+A text must also never sit in two splits (the same source with two references in
+train and test would leak). So a row whose source or target already appeared in
+an earlier row follows that row's split; a row whose two sides already sit in two
+different splits cannot be placed without a leak and is dropped and counted
+(``SplitAssigner.conflicts``). Both rules look only at earlier rows and treat the
+two sides alike, so appends and the direction still move nothing.
 """
 
 from __future__ import annotations
@@ -14,9 +22,10 @@ from collections.abc import Iterable
 from .config import SplitConfig
 from .records import Pair
 
-__all__ = ["SPLITS", "unit_hash", "SplitAssigner", "few_shot_subset", "check_disjoint"]
+__all__ = ["SPLITS", "unit_hash", "pair_key", "SplitAssigner", "few_shot_subset", "check_disjoint"]
 
 SPLITS = ("cold_start", "rl", "dev", "test")
+_SEP = "\x1e"  # record separator: cannot occur in normalised text (control characters are stripped)
 
 
 def unit_hash(seed: int, salt: str, text: str) -> float:
@@ -25,24 +34,56 @@ def unit_hash(seed: int, salt: str, text: str) -> float:
     return int.from_bytes(digest, "big") / 2**64
 
 
+def pair_key(pair: Pair) -> str:
+    """The text a row is hashed by: its two sides in sorted order, so either direction gives the same key."""
+    if pair.target is None:
+        return pair.source
+    return _SEP.join(sorted((pair.source, pair.target)))
+
+
+def _texts(pair: Pair) -> tuple[str, ...]:
+    return (pair.source,) if pair.target is None else (pair.source, pair.target)
+
+
 class SplitAssigner:
-    """Assigns rows in input order; state is only the cold-start count so far."""
+    """Assigns rows in input order; state: the split of each text seen, and the cold-start count so far."""
 
     def __init__(self, config: SplitConfig, has_targets: bool = True):
         self.config = config
         self.has_targets = has_targets
         self.cold_start_taken = 0
+        self.conflicts = 0  # rows dropped: their two sides already sit in two different splits
+        self.followed = 0  # rows placed with an earlier row that shares a side
+        self._owner: dict[str, str] = {}
 
-    def __call__(self, pair: Pair) -> str:
+    def __call__(self, pair: Pair) -> str | None:
+        """The split of ``pair``, or None when it cannot be placed without a text in two splits."""
+        texts = _texts(pair)
+        owners = {self._owner[t] for t in texts if t in self._owner}
+        if len(owners) > 1:
+            self.conflicts += 1
+            return None
+        if owners:
+            name = owners.pop()
+            self.followed += 1
+            if name == "cold_start":
+                self.cold_start_taken += 1
+        else:
+            name = self._by_hash(pair_key(pair))
+        for text in texts:
+            self._owner[text] = name
+        return name
+
+    def _by_hash(self, key: str) -> str:
         cfg = self.config
-        u = unit_hash(cfg.seed, "split", pair.source)
+        u = unit_hash(cfg.seed, "split", key)
         if u < cfg.test:
             return "test"
         if u < cfg.test + cfg.dev:
             return "dev"
         if not self.has_targets:
             return "rl"  # source-only rows cannot teach by imitation
-        v = unit_hash(cfg.seed, "cold_start", pair.source)
+        v = unit_hash(cfg.seed, "cold_start", key)
         if isinstance(cfg.cold_start, float):
             return "cold_start" if v < cfg.cold_start else "rl"
         if self.cold_start_taken < cfg.cold_start and v < cfg.cold_start_gate:
@@ -53,16 +94,17 @@ class SplitAssigner:
 
 def few_shot_subset(pairs: list[Pair], size: int, seed: int) -> list[Pair]:
     """The ``size`` rows with the smallest few-shot hash (the same rows for the same data and seed)."""
-    ranked = sorted(pairs, key=lambda p: unit_hash(seed, f"few_shot_{size}", p.source))
+    ranked = sorted(pairs, key=lambda p: unit_hash(seed, f"few_shot_{size}", pair_key(p)))
     chosen = {id(p) for p in ranked[:size]}
     return [p for p in pairs if id(p) in chosen]
 
 
 def check_disjoint(splits: dict[str, Iterable[Pair]]) -> None:
-    """Raise if any source text sits in two splits."""
+    """Raise if any text, source or target, sits in two splits."""
     owner: dict[str, str] = {}
     for name, pairs in splits.items():
         for pair in pairs:
-            other = owner.setdefault(pair.source, name)
-            if other != name:
-                raise AssertionError(f"row {pair.id!r} is in both {other!r} and {name!r}")
+            for text in _texts(pair):
+                other = owner.setdefault(text, name)
+                if other != name:
+                    raise AssertionError(f"row {pair.id!r} is in both {other!r} and {name!r}")

@@ -43,11 +43,13 @@ def write_formats(tmp_path, pairs):
 
     (tmp_path / "c.jsonl").write_text("\n".join(json.dumps(p, ensure_ascii=False) for p in pairs), encoding="utf-8")
     (tmp_path / "c.json").write_text(json.dumps(pairs, ensure_ascii=False), encoding="utf-8")
-    for name, sep in (("c.tsv", "\t"), ("c.csv", ",")):
-        with open(tmp_path / name, "w", encoding="utf-8", newline="") as fh:
-            writer = csv.writer(fh, delimiter=sep, lineterminator="\n")
-            writer.writerow(["id", "zh", "bo"])
-            writer.writerows([p["id"], p["zh"], p["bo"]] for p in pairs)
+    with open(tmp_path / "c.csv", "w", encoding="utf-8", newline="") as fh:
+        writer = csv.writer(fh, lineterminator="\n")
+        writer.writerow(["id", "zh", "bo"])
+        writer.writerows([p["id"], p["zh"], p["bo"]] for p in pairs)
+    # TSV has no quoting (IANA text/tab-separated-values): fields are written as they are
+    tsv = ["id\tzh\tbo"] + ["\t".join((p["id"], p["zh"], p["bo"])) for p in pairs]
+    (tmp_path / "c.tsv").write_text("\n".join(tsv) + "\n", encoding="utf-8")
     (tmp_path / "c.zh").write_text("\n".join(p["zh"] for p in pairs) + "\n", encoding="utf-8")
     (tmp_path / "c.bo").write_text("\n".join(p["bo"] for p in pairs) + "\n", encoding="utf-8")
     import datasets
