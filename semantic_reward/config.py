@@ -129,9 +129,11 @@ class ServiceConfig:
         _non_negative("service.num_gpus", self.num_gpus)
         _positive_int("service.max_batch_size", self.max_batch_size)
         _non_negative("service.max_wait_ms", self.max_wait_ms)
+        if self.max_wait_ms > 10000:
+            _fail("service.max_wait_ms", f"must be at most 10000 (10 s), got {self.max_wait_ms!r}")
         _non_negative_int("service.max_restarts", self.max_restarts)
-        if not _is_number(self.request_timeout_s) or self.request_timeout_s <= 0:
-            _fail("service.request_timeout_s", f"must be > 0, got {self.request_timeout_s!r}")
+        if not _is_number(self.request_timeout_s) or not 0 < self.request_timeout_s < float("inf"):
+            _fail("service.request_timeout_s", f"must be a finite number > 0, got {self.request_timeout_s!r}")
 
 
 @dataclass(frozen=True)
