@@ -223,13 +223,13 @@ class RayEmbeddingService:
                 f"embedding actor '{self.actor_name}' died while loading encoder {self.encoder_config.model!r}: "
                 f"{short_error(exc)}"
             ) from None
-        if info["error"]:
-            raise EncoderError(self._load_hint(info["error"]))
         if info["identity"] != self.identity:
             raise EncoderError(
                 f"Ray actor '{self.actor_name}' serves other encoder settings (identity {info['identity']}, "
                 f"expected {self.identity}); choose another service.actor_name"
             )
+        if info["error"]:
+            raise EncoderError(self._load_hint(info["error"]))
 
     def _forget(self, handle) -> bool:
         """Drop a dead handle; True only for the first caller to report this death."""
