@@ -29,6 +29,13 @@ __all__ = ["SemanticRewardManager", "settings_from_verl_config"]
 
 logger = logging.getLogger(__name__)
 
+try:  # reward components in the trainer's step metrics (see metrics.py); never a reason to lose the manager
+    from .metrics import MetricsHookError, install
+
+    install()
+except MetricsHookError as exc:
+    logger.error("%s", exc)
+
 
 def settings_from_verl_config(config: Any) -> SemanticRewardConfig:
     """Read and validate ``reward.reward_kwargs`` of a full verl config."""
