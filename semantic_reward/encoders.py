@@ -59,7 +59,10 @@ def short_error(exc: BaseException, limit: int = 300) -> str:
         text = lines[-1] if "Traceback" in text else lines[0]
     else:
         text = " ".join(lines)
-    text = f"{type(exc).__name__}: {text}" if text and not isinstance(exc, EncoderError) else (text or type(exc).__name__)
+    if not text:
+        text = type(exc).__name__
+    elif not isinstance(exc, EncoderError):  # our own errors already say what failed
+        text = f"{type(exc).__name__}: {text}"
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
@@ -71,7 +74,9 @@ def check_device(device: str, hardware: bool = True) -> str:
     """
     device = str(device).strip()
     if device not in ("auto", "cpu", "cuda", "mps") and not _CUDA_INDEX.fullmatch(device):
-        raise EncoderError(f"semantic reward setting 'encoder.device': {device!r} is not auto, cpu, cuda, cuda:N or mps")
+        raise EncoderError(
+            f"semantic reward setting 'encoder.device': {device!r} is not auto, cpu, cuda, cuda:N or mps"
+        )
     if not hardware:
         return device
     import torch

@@ -24,7 +24,8 @@ REFERENCES = ["བཀྲ་ཤིས་བདེ་ལེགས།", "བཀྲ�
 @pytest.fixture(scope="module")
 def results() -> list[dict]:
     """Real reward results (all components) from the scorer, with a deterministic encoder."""
-    config = SemanticRewardConfig.from_mapping({"repetition_penalty": {"weight": 0.5}, "length_penalty": {"weight": 0.5}})
+    penalties = {"repetition_penalty": {"weight": 0.5}, "length_penalty": {"weight": 0.5}}
+    config = SemanticRewardConfig.from_mapping(penalties)
     scorer = SemanticScorer(config, LocalEmbeddingService(service=config.service, backend=HashEncoder()))
     out = scorer.score_batch(OUTPUTS, REFERENCES, [None] * 5, [None] * 5)
     scorer.service.close()
@@ -88,7 +89,8 @@ def test_v1_trainer_metrics_read_the_components_from_transfer_queue(results):
 
     keys = [f"uid{i}_0_0" for i in range(len(results))] + ["pad_0_0"]
     tags = [{"status": "success"} for _ in results] + [{"is_padding": True}]
-    store = {k: {"extra_fields": {"reward_extra_info": r, "global_steps": 1}} for k, r in zip(keys, results, strict=False)}
+    store = {k: {"extra_fields": {"reward_extra_info": r, "global_steps": 1}}
+             for k, r in zip(keys, results, strict=False)}
     store["pad_0_0"] = {"extra_fields": {"reward_extra_info": {k: 99.0 for k in REWARD_KEYS}}}
     asked = []
 
@@ -121,7 +123,8 @@ def test_a_failing_read_warns_once_and_never_stops_training(caplog):
     def broken_get(**kwargs):
         raise KeyError("extra_fields")
 
-    module = types.SimpleNamespace(__name__="fake", PPOTrainer=Trainer, tq=types.SimpleNamespace(kv_batch_get=broken_get))
+    tq = types.SimpleNamespace(kv_batch_get=broken_get)
+    module = types.SimpleNamespace(__name__="fake", PPOTrainer=Trainer, tq=tq)
     hook.patch_v1_trainer(module)
     batch = types.SimpleNamespace(keys=["a"], tags=[{}], partition_id="train")
     for step in (1, 2, 3):

@@ -183,7 +183,8 @@ def test_manager_fails_when_built_in_one_line(tmp_path, tiny_tokenizer_dir, mini
     from semantic_reward.verl_adapter.manager import SemanticRewardManager
 
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    overrides = [f"actor_rollout_ref.model.path={tiny_tokenizer_dir}", f"reward.reward_kwargs.encoder.model={minilm_path}",
+    overrides = [f"actor_rollout_ref.model.path={tiny_tokenizer_dir}",
+                 f"reward.reward_kwargs.encoder.model={minilm_path}",
                  "reward.reward_kwargs.service.backend=local", override]
     cfg = compose_user_recipe(tmp_path, overrides)
     tokenizer = AutoTokenizer.from_pretrained(tiny_tokenizer_dir)
