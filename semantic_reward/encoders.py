@@ -9,6 +9,8 @@ and again every epoch (cache it), identical outputs in one batch are common
 from __future__ import annotations
 
 import logging
+import os
+import re
 import threading
 from collections import OrderedDict
 from collections.abc import Sequence
@@ -26,6 +28,9 @@ __all__ = [
     "CachedEncoder",
     "EncoderStats",
     "clean_text",
+    "check_device",
+    "check_model",
+    "short_error",
 ]
 
 logger = logging.getLogger(__name__)
@@ -33,6 +38,91 @@ logger = logging.getLogger(__name__)
 
 class EncoderError(RuntimeError):
     """The encoder could not be loaded or failed to encode: the run must stop."""
+
+
+_ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
+_CUDA_INDEX = re.compile(r"cuda:(\d+)")
+
+
+def short_error(exc: BaseException, limit: int = 300) -> str:
+    """One line for an exception: its own cause (not Ray's wrapper), no colour codes, bounded length.
+
+    Ray wraps a remote failure in a multi-kilobyte traceback with terminal colours;
+    a user needs the last cause, not the wrapping.
+    """
+    cause = getattr(exc, "cause", None)  # ray.exceptions.RayTaskError keeps the original exception here
+    if isinstance(cause, BaseException) and cause is not exc:
+        exc = cause
+    text = _ANSI.sub("", str(exc)).strip()
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    if len(text) > limit and lines:  # a traceback ends with its exception; a message starts with its point
+        text = lines[-1] if "Traceback" in text else lines[0]
+    else:
+        text = " ".join(lines)
+    if not text:
+        text = type(exc).__name__
+    elif not isinstance(exc, EncoderError):  # our own errors already say what failed
+        text = f"{type(exc).__name__}: {text}"
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def check_device(device: str, hardware: bool = True) -> str:
+    """The torch device for ``encoder.device``, or an ``EncoderError`` naming the setting.
+
+    ``hardware=False`` checks the spelling only (a driver node may have no GPU while
+    the reward runs on one); ``True`` also checks that this process can use it.
+    """
+    device = str(device).strip()
+    if device not in ("auto", "cpu", "cuda", "mps") and not _CUDA_INDEX.fullmatch(device):
+        raise EncoderError(
+            f"semantic reward setting 'encoder.device': {device!r} is not auto, cpu, cuda, cuda:N or mps"
+        )
+    if not hardware:
+        return device
+    import torch
+
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if device.startswith("cuda"):
+        if not torch.cuda.is_available():
+            visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+            hint = f" (CUDA_VISIBLE_DEVICES={visible!r})" if visible is not None else ""
+            raise EncoderError(
+                f"semantic reward setting 'encoder.device': {device!r} but this process sees no CUDA GPU{hint}; "
+                "use 'auto' or 'cpu'"
+            )
+        index = int(device.split(":", 1)[1]) if ":" in device else 0
+        if index >= torch.cuda.device_count():
+            raise EncoderError(
+                f"semantic reward setting 'encoder.device': {device!r} but only {torch.cuda.device_count()} "
+                "CUDA GPU(s) are visible"
+            )
+    if device == "mps" and not torch.backends.mps.is_available():
+        raise EncoderError("semantic reward setting 'encoder.device': 'mps' is not available on this machine")
+    return device
+
+
+def _hub_offline() -> bool:
+    return any(os.environ.get(name, "").strip().lower() in ("1", "true", "yes", "on")
+               for name in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE"))
+
+
+def check_model(model: str) -> str:
+    """The path or hub id to load for ``encoder.model``; an existing relative folder becomes absolute.
+
+    A relative folder must not depend on the working directory of whichever Ray
+    worker loads it, and a folder that does not exist while the hub is offline can
+    only fail later with a long hub error: both are settled here.
+    """
+    path = resolve_model_path(model)
+    if os.path.exists(path):
+        return os.path.abspath(path)
+    if os.path.isabs(path) or path.startswith((".", "~")) or path.count("/") > 1 or _hub_offline():
+        where = "" if os.path.isabs(path) else f" (relative to the working directory {os.getcwd()})"
+        why = "" if os.path.isabs(path) or path.startswith((".", "~")) else \
+            " and the Hugging Face hub is offline (HF_HUB_OFFLINE/TRANSFORMERS_OFFLINE)"
+        raise EncoderError(f"semantic reward setting 'encoder.model': no folder {path!r}{where}{why}")
+    return path
 
 
 @runtime_checkable
@@ -59,23 +149,24 @@ class SentenceTransformerEncoder:
 
     def __init__(self, config: EncoderConfig):
         self.config = config
+        device = check_device(config.device)  # settings first: they fail in seconds, before the heavy imports
+        path = check_model(config.model)
         try:
             import torch
             from sentence_transformers import SentenceTransformer
         except ImportError as exc:  # pragma: no cover - hard dependency
             raise EncoderError(f"sentence-transformers is not importable: {exc}") from exc
-        device = config.device
-        if device == "auto":
-            device = "cuda" if torch.cuda.is_available() else "cpu"
         if config.num_threads:
             torch.set_num_threads(config.num_threads)
-        path = resolve_model_path(config.model)
         try:
             self.model = SentenceTransformer(
                 path, device=device, model_kwargs={"dtype": getattr(torch, config.dtype)}
             )
         except Exception as exc:
-            raise EncoderError(f"cannot load encoder {config.model!r} (resolved to {path!r}): {exc}") from exc
+            raise EncoderError(
+                f"semantic reward setting 'encoder.model': cannot load encoder {config.model!r} "
+                f"(resolved to {path!r}): {short_error(exc)}"
+            ) from exc
         self.model.eval()
         self.model.max_seq_length = min(config.max_length, self.model.max_seq_length or config.max_length)
         self.device = device

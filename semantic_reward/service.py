@@ -6,17 +6,26 @@ Two interchangeable implementations of one small API (``embed`` / ``embed_sync``
 * ``LocalEmbeddingService``: the encoder and a ``MicroBatcher`` in this process.
 * ``RayEmbeddingService``: a client of one *named* Ray actor that holds the
   encoder (on a GPU if ``service.num_gpus`` > 0). Every reward-loop worker gets a
-  client; the first to call creates the actor (``get_if_exists``), the others
-  find it, and all their requests meet in the actor's batcher. If the actor dies,
-  the next call recreates it; if it cannot be created or keeps dying, the call
-  raises ``EncoderError`` so the training run stops loudly instead of training on
-  a reward of zero.
+  client; the first creates the actor (``get_if_exists``), the others find it,
+  and all their requests meet in the actor's batcher. The actor's name carries a
+  hash of the encoder settings, so two configurations never share one encoder.
+
+Failing at start: ``create_embedding_service`` (what the scorer uses) returns a
+service whose encoder is loaded, or raises a one-line ``EncoderError`` naming the
+setting; a Ray actor that cannot load its encoder is not retried. Later, a dead
+actor is recreated (one warning per death), a slow answer is an error after
+``service.request_timeout_s``, and nothing waits forever.
 """
 
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
+import dataclasses
+import hashlib
+import json
 import logging
+import os
 import threading
 from typing import Any, Protocol
 
@@ -24,13 +33,14 @@ import numpy as np
 
 from .batcher import MicroBatcher
 from .config import EncoderConfig, SemanticRewardConfig, ServiceConfig
-from .encoders import CachedEncoder, EncoderBackend, EncoderError, SentenceTransformerEncoder
+from .encoders import CachedEncoder, EncoderBackend, EncoderError, SentenceTransformerEncoder, check_model, short_error
 
 __all__ = [
     "EmbeddingService",
     "LocalEmbeddingService",
     "RayEmbeddingService",
     "EmbeddingActor",
+    "actor_identity",
     "create_embedding_service",
     "shared_embedding_service",
 ]
@@ -47,7 +57,7 @@ class EmbeddingService(Protocol):
 
 
 class LocalEmbeddingService:
-    """Encoder + cache + batcher inside the calling process."""
+    """Encoder + cache + batcher inside the calling process (the encoder loads in the constructor)."""
 
     def __init__(
         self,
@@ -62,11 +72,28 @@ class LocalEmbeddingService:
         self.batcher = MicroBatcher(self.encoder.encode, service.max_batch_size, service.max_wait_ms / 1000.0)
         self.request_timeout_s = service.request_timeout_s
 
+    def start(self) -> None:
+        """Nothing to wait for: the constructor loaded the encoder."""
+
+    def _timeout(self) -> EncoderError:
+        return EncoderError(
+            f"embedding service gave no answer within service.request_timeout_s={self.request_timeout_s}s"
+        )
+
     async def embed(self, texts: list[str], cacheable: list[bool] | None = None) -> np.ndarray:
-        return await asyncio.wrap_future(self.batcher.submit(texts, cacheable))
+        future = self.batcher.submit(texts, cacheable)
+        try:
+            return await asyncio.wait_for(asyncio.wrap_future(future), timeout=self.request_timeout_s)
+        except TimeoutError:
+            raise self._timeout() from None
 
     def embed_sync(self, texts: list[str], cacheable: list[bool] | None = None) -> np.ndarray:
-        return self.batcher.submit(texts, cacheable).result(timeout=self.request_timeout_s)
+        future = self.batcher.submit(texts, cacheable)
+        try:
+            return future.result(timeout=self.request_timeout_s)
+        except concurrent.futures.TimeoutError:
+            future.cancel()
+            raise self._timeout() from None
 
     def stats(self) -> dict[str, Any]:
         return {**self.encoder.stats.as_dict(), **self.batcher.stats.as_dict()}
@@ -75,21 +102,47 @@ class LocalEmbeddingService:
         self.batcher.close()
 
 
+_ACTOR_SERVICE_FIELDS = ("num_cpus", "num_gpus", "max_batch_size", "max_wait_ms")
+
+
+def actor_identity(encoder: EncoderConfig, service: ServiceConfig) -> str:
+    """A short hash of everything the actor computes with: same hash, same vectors and resources."""
+    payload = {
+        "encoder": dataclasses.asdict(encoder),
+        "service": {name: getattr(service, name) for name in _ACTOR_SERVICE_FIELDS},
+    }
+    return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:12]
+
+
 class EmbeddingActor:
     """The body of the shared Ray actor: a ``LocalEmbeddingService`` behind async methods.
 
-    Loading happens in the constructor, so a bad encoder fails actor creation and
-    the client reports the loader's own error.
+    A loading failure does not kill the actor (Ray would report it as a death with
+    a long coloured traceback, and the client would retry): the actor stays up,
+    ``ready`` returns the one-line cause and every ``embed`` raises it.
     """
 
     def __init__(self, encoder: dict, service: dict):
-        self._service = LocalEmbeddingService(EncoderConfig(**encoder), ServiceConfig(**service))
+        encoder_cfg, service_cfg = EncoderConfig(**encoder), ServiceConfig(**service)
+        self._identity = actor_identity(encoder_cfg, service_cfg)
+        self._error: str | None = None
+        self._service: LocalEmbeddingService | None = None
+        try:
+            self._service = LocalEmbeddingService(encoder_cfg, service_cfg)
+        except Exception as exc:
+            self._error = short_error(exc, limit=500)
+            logger.error("embedding actor cannot load its encoder: %s", self._error)
+
+    async def ready(self) -> dict[str, Any]:
+        return {"identity": self._identity, "error": self._error, "pid": os.getpid()}
 
     async def embed(self, texts: list[str], cacheable: list[bool] | None = None) -> np.ndarray:
+        if self._service is None:
+            raise EncoderError(self._error)
         return await self._service.embed(texts, cacheable)
 
     async def stats(self) -> dict[str, Any]:
-        return self._service.stats()
+        return self._service.stats() if self._service is not None else {"error": self._error}
 
     async def ping(self) -> str:
         return "ok"
@@ -99,8 +152,12 @@ class RayEmbeddingService:
     """Client of the named embedding actor; safe to create in every reward worker."""
 
     def __init__(self, encoder: EncoderConfig | None = None, service: ServiceConfig | None = None):
-        self.encoder_config = encoder or EncoderConfig()
+        encoder = encoder or EncoderConfig()
+        # an existing relative folder becomes absolute here, where it was meant, not in the actor's cwd
+        self.encoder_config = dataclasses.replace(encoder, model=check_model(encoder.model))
         self.service_config = service or ServiceConfig()
+        self.identity = actor_identity(self.encoder_config, self.service_config)
+        self.actor_name = f"{self.service_config.actor_name}_{self.identity}"
         self._handle = None
         self._lock = threading.Lock()
         self.restarts = 0
@@ -108,7 +165,7 @@ class RayEmbeddingService:
     def _actor_options(self) -> dict[str, Any]:
         cfg = self.service_config
         options: dict[str, Any] = {
-            "name": cfg.actor_name,
+            "name": self.actor_name,
             "get_if_exists": True,
             "num_cpus": cfg.num_cpus,
             "num_gpus": cfg.num_gpus,
@@ -133,33 +190,78 @@ class RayEmbeddingService:
                 )
             return self._handle
 
-    def _forget(self, handle) -> None:
+    def _load_hint(self, message: str) -> str:
+        device = str(self.encoder_config.device)
+        if "encoder.device" in message and device.startswith("cuda") and not self.service_config.num_gpus:
+            return f"{message} (service.num_gpus is 0, so Ray gives the embedding actor no GPU)"
+        return message
+
+    def start(self) -> None:
+        """Create or find the actor and wait until its encoder is loaded.
+
+        Raises a one-line ``EncoderError`` (never retried: a bad setting does not get
+        better) if the encoder cannot load, the actor dies while loading, it is not
+        ready within ``service.request_timeout_s``, or the actor under this name was
+        built from other settings.
+        """
+        import ray
+        from ray.exceptions import GetTimeoutError, RayActorError
+
+        timeout = self.service_config.request_timeout_s
+        handle = self.handle()
+        try:
+            info = ray.get(handle.ready.remote(), timeout=timeout)
+        except GetTimeoutError:
+            raise EncoderError(
+                f"embedding actor '{self.actor_name}' was not ready within service.request_timeout_s={timeout}s "
+                f"(are service.num_cpus={self.service_config.num_cpus} and service.num_gpus="
+                f"{self.service_config.num_gpus} free in the Ray cluster?)"
+            ) from None
+        except RayActorError as exc:
+            self._forget(handle)
+            raise EncoderError(
+                f"embedding actor '{self.actor_name}' died while loading encoder {self.encoder_config.model!r}: "
+                f"{short_error(exc)}"
+            ) from None
+        if info["identity"] != self.identity:
+            raise EncoderError(
+                f"Ray actor '{self.actor_name}' serves other encoder settings (identity {info['identity']}, "
+                f"expected {self.identity}); choose another service.actor_name"
+            )
+        if info["error"]:
+            raise EncoderError(self._load_hint(info["error"]))
+
+    def _forget(self, handle) -> bool:
+        """Drop a dead handle; True only for the first caller to report this death."""
         with self._lock:
             if self._handle is handle:
                 self._handle = None
+                return True
+            return False
 
     def _on_failure(self, handle, exc: BaseException) -> BaseException:
-        """Decide what a failed call means: a dead actor is forgotten (and retried), the rest raise."""
+        """A dead actor is forgotten (and the call retried); anything else raises a one-line EncoderError."""
         from ray.exceptions import ActorDiedError, ActorUnavailableError, GetTimeoutError, RayActorError, RayTaskError
 
-        if isinstance(exc, RayTaskError):  # the encoder itself raised: retrying cannot help
-            raise EncoderError(f"embedding service failed to encode: {exc}") from exc
-        if isinstance(exc, asyncio.TimeoutError | GetTimeoutError):
+        if isinstance(exc, RayTaskError):  # the actor raised: retrying cannot help
+            raise EncoderError(self._load_hint(f"embedding service: {short_error(exc)}")) from None
+        if isinstance(exc, TimeoutError | GetTimeoutError):
             raise EncoderError(
                 f"embedding service gave no answer within service.request_timeout_s="
                 f"{self.service_config.request_timeout_s}s"
-            ) from exc
+            ) from None
         if not isinstance(exc, ActorDiedError | ActorUnavailableError | RayActorError):
             raise exc
-        self.restarts += 1
-        logger.warning("embedding service actor died (%s); recreating it", exc)
-        self._forget(handle)
+        if self._forget(handle):  # one warning and one restart per death, however many requests were in flight
+            self.restarts += 1
+            logger.warning("embedding service actor '%s' died (%s); recreating it", self.actor_name,
+                           short_error(exc, limit=200))
         return exc
 
     def _give_up(self, exc: BaseException | None) -> EncoderError:
         return EncoderError(
-            f"embedding service actor '{self.service_config.actor_name}' failed "
-            f"{self.service_config.max_restarts + 1} time(s); last error: {exc}"
+            f"embedding service actor '{self.actor_name}' failed "
+            f"{self.service_config.max_restarts + 1} time(s); last error: {short_error(exc) if exc else None}"
         )
 
     async def embed(self, texts: list[str], cacheable: list[bool] | None = None) -> np.ndarray:
@@ -198,7 +300,11 @@ def _asdict(cfg: Any) -> dict[str, Any]:
 
 
 def create_embedding_service(config: SemanticRewardConfig) -> LocalEmbeddingService | RayEmbeddingService:
-    """Pick the implementation: ``auto`` means Ray when this process runs under Ray."""
+    """A ready service: ``auto`` means Ray when this process runs under Ray.
+
+    The encoder is loaded (in this process or in the actor) before this returns, so
+    a bad ``encoder.*`` setting fails here, when the reward is built.
+    """
     backend = config.service.backend
     if backend == "auto":
         try:
@@ -208,7 +314,9 @@ def create_embedding_service(config: SemanticRewardConfig) -> LocalEmbeddingServ
         except ImportError:  # pragma: no cover - ray comes with verl
             backend = "local"
     if backend == "ray":
-        return RayEmbeddingService(config.encoder, config.service)
+        service = RayEmbeddingService(config.encoder, config.service)
+        service.start()
+        return service
     return LocalEmbeddingService(config.encoder, config.service)
 
 
@@ -222,8 +330,6 @@ def shared_embedding_service(config: SemanticRewardConfig) -> LocalEmbeddingServ
     Several reward managers or compute_score calls in one process then share one
     loaded encoder and one batcher instead of loading the model again each.
     """
-    import json
-
     key = json.dumps([_asdict(config.encoder), _asdict(config.service)], sort_keys=True)
     with _SHARED_LOCK:
         service = _SHARED.get(key)

@@ -127,7 +127,11 @@ def test_reward_loop_manager_scores_on_last_valid_token(
     )
     assert list(out.non_tensor_batch["language_reward"][:2]) == [1.0, 0.0]  # Tibetan passes, Chinese fails
     assert out.non_tensor_batch["is_empty"][4] == 1.0
-    ray_local.kill(ray_local.get_actor(f"test_loop_{source}"))
+    from ray.util import list_named_actors
+
+    names = [a["name"] for a in list_named_actors(all_namespaces=True) if a["name"].startswith(f"test_loop_{source}_")]
+    assert len(names) == 1  # two reward workers, one shared actor (its name carries the settings' hash)
+    ray_local.kill(ray_local.get_actor(names[0]))
 
 
 def test_compute_score_through_verls_naive_manager(tmp_path, tiny_tokenizer_dir, minilm_path, news_pairs):
@@ -156,3 +160,102 @@ def test_compute_score_through_verls_naive_manager(tmp_path, tiny_tokenizer_dir,
     assert [set(REWARD_KEYS) <= set(r["reward_extra_info"]) for r in results] == [True] * 3
     assert [r["reward_extra_info"]["language_reward"] for r in results] == [1.0, 1.0, 0.0]
     assert results[0]["reward_score"] == pytest.approx(1.5 * 1.0 + 1.0)  # exact copy of the reference
+
+
+@pytest.mark.parametrize(
+    ("override", "needle"),
+    [
+        ("+reward.reward_kwargs.encoder.device=cuda:abc", "'encoder.device'"),
+        ("reward.reward_kwargs.encoder.model=outputs/no_such_encoder", "'encoder.model'"),
+        ("+reward.reward_kwargs.service.max_wait_ms=1e13", "'service.max_wait_ms'"),
+        ("+reward.reward_kwargs.encoder.modle=x", "'encoder.modle' is unknown"),
+    ],
+)
+def test_manager_fails_when_built_in_one_line(tmp_path, tiny_tokenizer_dir, minilm_path, monkeypatch, override,
+                                              needle):
+    """Issue 13 item 7: the reward manager (what verl's reward worker builds) refuses bad settings at once."""
+    import time
+
+    from transformers import AutoTokenizer
+
+    from semantic_reward.config import ConfigError
+    from semantic_reward.encoders import EncoderError
+    from semantic_reward.verl_adapter.manager import SemanticRewardManager
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    overrides = [f"actor_rollout_ref.model.path={tiny_tokenizer_dir}",
+                 f"reward.reward_kwargs.encoder.model={minilm_path}",
+                 "reward.reward_kwargs.service.backend=local", override]
+    cfg = compose_user_recipe(tmp_path, overrides)
+    tokenizer = AutoTokenizer.from_pretrained(tiny_tokenizer_dir)
+    began = time.monotonic()
+    with pytest.raises((ConfigError, EncoderError)) as info:
+        SemanticRewardManager(cfg, tokenizer)
+    assert time.monotonic() - began < 10
+    message = str(info.value)
+    assert needle in message and "\n" not in message and "\x1b[" not in message and len(message) < 400, message
+    assert info.value.__cause__ is None and info.value.__suppress_context__
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "needle"),
+    [
+        ({"encoder": {"device": "cuda:abc"}}, "'encoder.device'"),
+        ({"encoder": {"model": "outputs/no_such_encoder"}}, "'encoder.model'"),
+        ({"encoder": {"model": "./no_such_encoder"}}, "'encoder.model'"),
+        ({"service": {"request_timeout_s": float("inf")}}, "'service.request_timeout_s'"),
+        ({"tua": 0.5}, "did you mean 'tau'"),
+        ({"similarity": "chrf", "mode": "source"}, "'similarity'"),
+    ],
+)
+def test_validate_reward_kwargs_names_the_setting(tmp_path, monkeypatch, kwargs, needle):
+    from semantic_reward.config import ConfigError
+    from semantic_reward.verl_adapter.compute_score import validate_reward_kwargs
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(ConfigError) as info:
+        validate_reward_kwargs(kwargs)
+    message = str(info.value)
+    assert message.startswith("reward.custom_reward_function.reward_kwargs: ") and needle in message, message
+
+
+def test_validate_reward_kwargs_accepts_the_documented_settings(tmp_path, minilm_path):
+    from omegaconf import OmegaConf
+
+    from semantic_reward.verl_adapter.compute_score import validate_reward_kwargs
+
+    cfg = compose_user_recipe(tmp_path, [
+        "reward.reward_manager.name=naive",
+        "reward.custom_reward_function.path=pkg://semantic_reward.verl_adapter.compute_score",
+        f"+reward.custom_reward_function.reward_kwargs.encoder.model={minilm_path}",
+        "+reward.custom_reward_function.reward_kwargs.tau=0.4",
+    ])
+    settings = validate_reward_kwargs(cfg.reward.custom_reward_function.reward_kwargs)
+    assert settings.tau == 0.4 and settings.encoder.model == minilm_path
+    lexical = validate_reward_kwargs(OmegaConf.create({"similarity": "chrf", "encoder": {"model": "org/not_downloaded"},
+                                                       "reward_router_address": "ignored"}))
+    assert lexical.similarity == "chrf"  # the encoder is unused, so its folder is not required
+
+
+def test_compute_score_fails_once_then_repeats_the_line_at_once(monkeypatch, tmp_path):
+    import semantic_reward.encoders as encoders
+    from semantic_reward.encoders import EncoderError
+    from semantic_reward.verl_adapter import compute_score as module
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    checks = []
+    original = encoders.check_model
+    monkeypatch.setattr(encoders, "check_model", lambda model: checks.append(model) or original(model))
+    kwargs = {"encoder": {"model": "outputs/missing_encoder", "device": "cpu"}, "service": {"backend": "local"}}
+
+    async def run():
+        return await asyncio.gather(
+            *(module.compute_score("news", "output", "reference", {}, **kwargs) for _ in range(20)),
+            return_exceptions=True,
+        )
+
+    results = asyncio.run(run())
+    assert all(isinstance(r, EncoderError) and "'encoder.model'" in str(r) for r in results), results[:2]
+    assert len(checks) == 1  # built once; the other 19 calls repeated the error without loading again

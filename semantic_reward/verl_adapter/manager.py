@@ -2,8 +2,13 @@
 
 Registered under the name ``semantic`` (through the ``verl.plugins`` entry point,
 see ``semantic_reward.verl.plugin``) and loadable with ``source=importlib``.
-Settings come from ``reward.reward_kwargs`` in the recipe, validated when the
-manager is built.
+Settings come from ``reward.reward_kwargs`` in the recipe. Building the manager
+validates them and loads the encoder (in this worker or in the shared Ray actor),
+so a bad setting fails here, in seconds, with one line naming it. verl builds
+managers inside its reward-loop worker actors, which start in the background: the
+trainer sees that failure at its first reward call (wrapped by Ray), and the same
+line is logged by the worker as soon as it happens. To fail before verl starts at
+all, run ``validate_reward_kwargs`` (``semantic_reward.recipe_check`` does).
 """
 
 from __future__ import annotations
@@ -15,13 +20,21 @@ from verl import DataProto
 from verl.experimental.reward_loop.reward_manager import register
 from verl.experimental.reward_loop.reward_manager.base import RewardManagerBase
 
-from ..config import SemanticRewardConfig
+from ..config import ConfigError, SemanticRewardConfig
+from ..encoders import EncoderError
 from ..scorer import SemanticScorer
 from .keys import LANGUAGE_KEY, SOURCE_KEY
 
 __all__ = ["SemanticRewardManager", "settings_from_verl_config"]
 
 logger = logging.getLogger(__name__)
+
+try:  # reward components in the trainer's step metrics (see metrics.py); never a reason to lose the manager
+    from .metrics import MetricsHookError, install
+
+    install()
+except MetricsHookError as exc:
+    logger.error("%s", exc)
 
 
 def settings_from_verl_config(config: Any) -> SemanticRewardConfig:
@@ -45,8 +58,12 @@ class SemanticRewardManager(RewardManagerBase):
         scorer: SemanticScorer | None = None,
     ):
         super().__init__(config, tokenizer, compute_score)
-        self.settings = scorer.config if scorer is not None else settings_from_verl_config(config)
-        self.scorer = scorer if scorer is not None else SemanticScorer(self.settings)
+        try:
+            self.settings = scorer.config if scorer is not None else settings_from_verl_config(config)
+            self.scorer = scorer if scorer is not None else SemanticScorer(self.settings)
+        except (ConfigError, EncoderError) as exc:
+            logger.error("semantic reward manager cannot start: %s", exc)
+            raise type(exc)(str(exc)) from None  # one line, not a chain of tracebacks
         reward_cfg = config.get("reward", {}) if hasattr(config, "get") else {}
         custom = (reward_cfg.get("custom_reward_function") or {}) if hasattr(reward_cfg, "get") else {}
         if custom.get("path"):
