@@ -192,7 +192,7 @@ class Settings:
                 try:
                     value = hint(value)
                 except ValueError:
-                    self.fail(f.name, f"{value!r} is not one of {hint.values() if issubclass(hint, Choice) else list(hint)}")
+                    self.fail(f.name, f"{value!r} is not one of {', '.join(str(m.value) for m in hint)}")
                 object.__setattr__(self, f.name, value)
             item = _sequence_item(hint)
             if item is not None and typing.get_origin(hint) is tuple:

@@ -25,7 +25,8 @@ CASES = [
     ("mt", ["--max-length-ratio", "1.5", "--cold-start", "0.2"],
      {"filters": {"max_length_ratio": 1.5}, "splits": {"cold_start": 0.2}}),
     ("headline", [], {}),
-    ("headline", ["--seed", "5", "--max-source-units", "600"], {"splits": {"seed": 5}, "filters": {"max_source_units": 600}}),
+    ("headline", ["--seed", "5", "--max-source-units", "600"],
+     {"splits": {"seed": 5}, "filters": {"max_source_units": 600}}),
     ("headline", ["--max-length-ratio", "80", "--instruction-language", "bo"],
      {"filters": {"max_length_ratio": 80}, "prompts": {"instruction_language": "bo"}}),
 ]

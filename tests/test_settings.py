@@ -55,7 +55,8 @@ def test_verl_node_prefix_is_part_of_the_name():
     from data_tools.verl_dataset import build_config_from_verl
 
     node = OmegaConf.create({"raw_corpus": {"task": "mt", "splits": {"sed": 3}}})
-    with pytest.raises(ConfigError, match=r"'raw_corpus\.splits\.sed' is unknown; did you mean 'raw_corpus\.splits\.seed'"):
+    unknown = r"'raw_corpus\.splits\.sed' is unknown; did you mean 'raw_corpus\.splits\.seed'"
+    with pytest.raises(ConfigError, match=unknown):
         build_config_from_verl(["x.jsonl"], node)
     node = OmegaConf.create({"raw_corpus": {"splits": {"test": 2.0}}})
     with pytest.raises(ConfigError, match=r"'raw_corpus\.splits\.test': must be a finite number in \[0, 1\)"):
