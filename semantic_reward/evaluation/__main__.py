@@ -24,19 +24,22 @@ def main(argv: list[str] | None = None) -> int:
     run.add_argument("config", help="YAML file with the evaluation settings")
     run.add_argument("overrides", nargs="*", help="key=value settings that replace the YAML's (dotted keys)")
     run.add_argument("--quiet", action="store_true", help="no progress bars")
-    args = ap.parse_args(argv)
+    args, extra = ap.parse_known_args(argv)  # overrides may follow options such as --quiet
+    if any(x.startswith("-") for x in extra):
+        ap.error(f"unrecognized arguments: {' '.join(extra)}")
+    overrides = list(args.overrides) + extra
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("sacrebleu").setLevel(logging.WARNING)  # its per-test progress lines
 
     from .run import run_evaluation
     from .run_config import load_config
 
-    bad = [o for o in args.overrides if "=" not in o]
+    bad = [o for o in overrides if "=" not in o]
     if bad:
         print(f"error: overrides must be key=value, got {bad}", file=sys.stderr)
         return 2
     try:
-        cfg = load_config(args.config, args.overrides)
+        cfg = load_config(args.config, overrides)
         report = run_evaluation(cfg, progress=not args.quiet)
     except (ConfigError, InputError) as exc:
         print(f"error: {exc}", file=sys.stderr)

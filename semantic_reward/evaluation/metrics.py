@@ -137,10 +137,12 @@ def paired_significance(reference: tuple[str, Sequence[str]], systems: Sequence[
         out["signatures"][test] = {m: str(signatures[s]) for m, s in zip(SACREBLEU_METRICS, score_names, strict=True)}
         for metric, score_name in zip(SACREBLEU_METRICS, score_names, strict=True):
             baseline, *rest = results[score_name]
-            for (name, _), result in zip(systems, rest, strict=True):
+            for (name, hyps), result in zip(systems, rest, strict=True):
                 entry = out["systems"][name][metric]
                 entry["difference"] = (result.score - baseline.score) / 100
-                entry[key] = float(result.p_value)
+                # sacrebleu counts resampled differences strictly above the observed one, so outputs identical
+                # to the reference (every difference 0) would get p = 1/(n+1); no difference means p = 1
+                entry[key] = 1.0 if list(hyps) == list(ref_hyps) else float(result.p_value)
     return out
 
 
