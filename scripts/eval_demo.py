@@ -78,7 +78,8 @@ def main(argv=None) -> int:
     base = train_causal_lm(build_tiny_policy(general, models / "init"), general, models / "base",
                            steps=args.base_steps)
     tokenizer = AutoTokenizer.from_pretrained(base)
-    chats = [tokenizer.apply_chat_template(row["messages"], tokenize=False) for row in result.sft_rows("rl", train_pairs)]
+    chats = [tokenizer.apply_chat_template(row["messages"], tokenize=False)
+             for row in result.sft_rows("rl", train_pairs)]
     tuned = train_causal_lm(base, chats, models / "sft", steps=args.sft_steps, max_length=192)
     logging.info("built tiny checkpoints in %.1f s", time.perf_counter() - start)
 

@@ -36,7 +36,8 @@ def _write_jsonl(path: Path, rows) -> Path:
 def eval_inputs(tmp_path, news_pairs):
     """A 12-row zh->bo test file, 6 CMRC questions, and two systems' generation files (by id, in another order)."""
     rows = news_pairs[:12]
-    test = _write_jsonl(tmp_path / "test.jsonl", [{"id": r["id"], "source": r["zh"], "reference": r["bo"]} for r in rows])
+    test = _write_jsonl(tmp_path / "test.jsonl",
+                        [{"id": r["id"], "source": r["zh"], "reference": r["bo"]} for r in rows])
     cmrc = read_jsonl("cmrc2018_dev_sample.jsonl")[:6]
     cmrc_file = _write_jsonl(tmp_path / "cmrc.jsonl", cmrc)
     hyps = {"cold_start": [r["bo"][: len(r["bo"]) // 2] for r in rows],
@@ -46,7 +47,8 @@ def eval_inputs(tmp_path, news_pairs):
     for name in hyps:
         lines = [{"id": r["id"], "hypothesis": h} for r, h in zip(rows, hyps[name], strict=True)]
         _write_jsonl(tmp_path / f"{name}.jsonl", lines[::-1])
-        _write_jsonl(tmp_path / f"{name}.cmrc.jsonl", [{"id": q["id"], "answer": a} for q, a in zip(cmrc, answers[name])])
+        _write_jsonl(tmp_path / f"{name}.cmrc.jsonl",
+                     [{"id": q["id"], "answer": a} for q, a in zip(cmrc, answers[name], strict=True)])
     hyps["grpo"][0] = rows[0]["bo"][: len(rows[0]["bo"]) * 4 // 5]
     return {"test": test, "cmrc": cmrc_file, "rows": rows, "cmrc_rows": cmrc, "hyps": hyps, "answers": answers,
             "dir": tmp_path}
@@ -184,8 +186,8 @@ def test_command_with_tiny_models(eval_inputs, minilm_path, tmp_path):
     assert "cmrc_f1" not in systems["grpo"] and "drift: no model" in report["missing"]["grpo"]
     generated = [json.loads(x)["hypothesis"] for x in (out / "generations" / "base.jsonl").read_text().splitlines()]
     assert len(generated) == 4
-    assert systems["base"]["bleu"] == pytest.approx(sacrebleu_scores(generated, [r["bo"] for r in
-                                                                                 eval_inputs["rows"][:4]], "bo", 1)["bleu"].score)
+    refs = [r["bo"] for r in eval_inputs["rows"][:4]]
+    assert systems["base"]["bleu"] == pytest.approx(sacrebleu_scores(generated, refs, "bo", 1)["bleu"].score)
     assert set(report["significance"]["systems"]) == {"base", "grpo"}
     assert (out / "drift_distributions.png").exists()
 

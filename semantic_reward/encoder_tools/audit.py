@@ -147,7 +147,8 @@ class AuditEvaluator(BaseEvaluator):
         self.last_audit: dict[str, Any] | None = None
         self._retrieval = TranslationEvaluator(self.sources, self.targets, batch_size=batch_size, write_csv=False)
 
-    def __call__(self, model: Any, output_path: str | None = None, epoch: int = -1, steps: int = -1) -> dict[str, float]:
+    def __call__(self, model: Any, output_path: str | None = None, epoch: int = -1,
+                 steps: int = -1) -> dict[str, float]:
         audit = self.audit(model)
         metrics = {k: float(audit[k]) for k in self.SCALARS}
         metrics["usable"] = 1.0 if audit["verdict"] == "usable" else 0.0
@@ -210,7 +211,8 @@ class AuditEvaluator(BaseEvaluator):
                 out[kind] = {"rows": 0}
                 continue
             sims = pair_similarities(self._encode(model, [text for _, text in rows]), tgt[[i for i, _ in rows]])
-            out[kind] = {"rows": len(rows), "similarity_mean": float(sims.mean()), "drop_mean": float(1.0 - sims.mean())}
+            out[kind] = {"rows": len(rows), "similarity_mean": float(sims.mean()),
+                         "drop_mean": float(1.0 - sims.mean())}
         return out
 
     def get_config_dict(self) -> dict[str, Any]:
