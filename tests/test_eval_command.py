@@ -222,3 +222,22 @@ def test_eval_demo_is_a_thin_caller(tmp_path, news_pairs):
     for png in ("quality_vs_tax.png", "metric_bars.png", "drift_distributions.png"):
         assert (out / png).stat().st_size > 10_000
     assert "| sft |" in (out / "report.md").read_text()
+
+
+def test_reads_data_tools_rl_parquet(tmp_path):
+    from data_tools import BuildConfig, build
+    from data_tools.writers import write_build
+    from semantic_reward.evaluation.inputs import InputError, read_test_rows
+    from tests.conftest import SHARED_DATA
+
+    read_jsonl("bo_zh_news.jsonl")  # skips without the real data
+    news = str(SHARED_DATA / "bo_zh_news.jsonl")
+    result = build(BuildConfig.from_mapping({"direction": "zh-bo", "input": {"paths": [news]}}), progress=False)
+    files = write_build(result, tmp_path / "data")
+    rows = read_test_rows(files["rl/test"], "tibetan", max_examples=5)
+    expected = result.rl_rows("test")[:5]
+    assert [r["id"] for r in rows] == [e["extra_info"]["id"] for e in expected]
+    assert [r["reference"] for r in rows] == [e["reward_model"]["ground_truth"] for e in expected]
+    assert [r["prompt"] for r in rows] == [e["prompt"] for e in expected]  # the prompts training used
+    with pytest.raises(InputError, match="row 0: extra_info.target_language is 'bo'"):
+        read_test_rows(files["rl/test"], "zh")

@@ -79,35 +79,35 @@ class SacreScore:
     signature: str
 
 
+def _corpus(name: str, hyps: Sequence[str], refs: Sequence[str], language: str, n_bootstrap: int) -> SacreScore:
+    if len(hyps) != len(refs):
+        raise ValueError(f"{len(hyps)} hypotheses but {len(refs)} references")
+    metric = _metric(name, language)
+    score = metric.corpus_score(_segmented(hyps, language), [_segmented(refs, language)], n_bootstrap=n_bootstrap)
+    signature = str(metric.get_signature())
+    interval = None
+    if n_bootstrap > 1:
+        # sacrebleu's documented JSON output carries the bootstrap mean and half-width
+        info = json.loads(score.format(width=6, signature=signature, is_json=True))
+        mean, half = info.get("confidence_mean", 0.0), info.get("confidence_var", 0.0)
+        interval = Interval(score.score / 100, (mean - half) / 100, (mean + half) / 100, mean / 100)
+    return SacreScore(score.score / 100, interval, signature)
+
+
 def sacrebleu_scores(hyps: Sequence[str], refs: Sequence[str], language: str,
                      n_bootstrap: int = 1000) -> dict[str, SacreScore]:
     """Corpus BLEU and chrF++ with sacrebleu's bootstrap interval (none when n_bootstrap < 2)."""
-    if len(hyps) != len(refs):
-        raise ValueError(f"{len(hyps)} hypotheses but {len(refs)} references")
-    h, r = _segmented(hyps, language), _segmented(refs, language)
-    out = {}
-    for name in SACREBLEU_METRICS:
-        metric = _metric(name, language)
-        score = metric.corpus_score(h, [r], n_bootstrap=n_bootstrap)
-        signature = str(metric.get_signature())
-        interval = None
-        if n_bootstrap > 1:
-            # sacrebleu's documented JSON output carries the bootstrap mean and half-width
-            info = json.loads(score.format(width=6, signature=signature, is_json=True))
-            mean, half = info.get("confidence_mean", 0.0), info.get("confidence_var", 0.0)
-            interval = Interval(score.score / 100, (mean - half) / 100, (mean + half) / 100, mean / 100)
-        out[name] = SacreScore(score.score / 100, interval, signature)
-    return out
+    return {name: _corpus(name, hyps, refs, language, n_bootstrap) for name in SACREBLEU_METRICS}
 
 
 def bleu(hyps: Sequence[str], refs: Sequence[str], language: str) -> float:
     """Corpus BLEU-4 in [0, 1]."""
-    return sacrebleu_scores(hyps, refs, language, n_bootstrap=1)["bleu"].score
+    return _corpus("bleu", hyps, refs, language, 1).score
 
 
 def chrf(hyps: Sequence[str], refs: Sequence[str], language: str) -> float:
     """Corpus chrF++ (character 6-grams plus word 2-grams) in [0, 1]."""
-    return sacrebleu_scores(hyps, refs, language, n_bootstrap=1)["chrf"].score
+    return _corpus("chrf", hyps, refs, language, 1).score
 
 
 def paired_significance(reference: tuple[str, Sequence[str]], systems: Sequence[tuple[str, Sequence[str]]],
