@@ -116,7 +116,7 @@ def _quality_vs_tax(report: Mapping[str, Any], path: Path) -> None:
                 ax.scatter(x, y, s=60, color=f"C{i}")
                 ax.annotate(n, (x, y), textcoords="offset points", xytext=(5, 5))
             if not points:
-                ax.text(0.5, 0.5, "no base system with this measure", ha="center", va="center",
+                ax.text(0.5, 0.5, "no base system (base_model) with this measure", ha="center", va="center",
                         transform=ax.transAxes)
             ax.set_xlabel(xlabels[kind])
             ax.set_ylabel(METRIC_LABELS[quality])
