@@ -85,7 +85,7 @@ def read_test_rows(path: str | Path, target_language: str, max_examples: int | N
     return rows
 
 
-def add_prompts(rows: list[dict[str, Any]], source_language: str, target_language: str) -> None:
+def add_prompts(rows: list[dict[str, Any]], source_language: str, target_language: str, test_file: str) -> None:
     """Give rows without a prompt data_tools' translation prompt for SRC-TGT (what training used)."""
     missing = [r for r in rows if not r.get("prompt")]
     if not missing:
@@ -93,7 +93,8 @@ def add_prompts(rows: list[dict[str, Any]], source_language: str, target_languag
     from data_tools import BuildConfig
     from data_tools.prompts import PromptBuilder
 
-    builder = PromptBuilder(BuildConfig.from_mapping({"direction": f"{source_language}-{target_language}"}))
+    builder = PromptBuilder(BuildConfig.from_mapping({"direction": f"{source_language}-{target_language}",
+                                                      "input": {"paths": [str(test_file)]}}))
     for row in missing:
         row["prompt"] = builder.messages(row["source"])
 

@@ -57,7 +57,7 @@ def _system_outputs(cfg: EvalRunConfig, name: str, rows: list[dict[str, Any]],
     if spec.generations:
         raw = read_generations(spec.generations, rows)
     else:
-        add_prompts(rows, cfg.source_language, cfg.target_language)
+        add_prompts(rows, cfg.source_language, cfg.target_language, cfg.test_file)
         raw = generate_fn(spec.model, [r["prompt"] for r in rows])
     return [strip_reasoning(h) for h in raw]
 
