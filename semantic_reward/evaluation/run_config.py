@@ -117,6 +117,9 @@ class EvalRunConfig:
         _positive_int("ar_trials", self.ar_trials)
         _existing("cmrc_file", self.cmrc_file)
         _existing("reward_curve", self.reward_curve)
+        device = str(self.device)
+        if not (device in ("auto", "cpu", "cuda", "mps") or device.startswith("cuda:")):
+            _fail("device", f"{device!r} is not auto, cpu, cuda, cuda:N or mps")
         if not isinstance(self.thinking, bool):
             _fail("thinking", f"must be true or false, got {self.thinking!r}")
         if self.encoder is not None and (not isinstance(self.encoder, str) or not self.encoder):
