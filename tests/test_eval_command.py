@@ -171,7 +171,7 @@ def test_command_with_tiny_models(eval_inputs, minilm_path, tmp_path):
     d = eval_inputs["dir"]
     out = tmp_path / "report"
     cfg = _config(eval_inputs, out, minilm_path, base_model=str(base), max_examples=4, cmrc_max_examples=3,
-                  drift_max_texts=2, generation={"max_new_tokens": 6, "batch_size": 4, "backend": "hf"},
+                  drift_max_texts=2, generation={"max_new_tokens": 6, "cmrc_max_new_tokens": 6, "batch_size": 4, "backend": "hf"},
                   device="cpu", systems={"base": {"model": str(base)}, "cold_start": {"model": str(tuned)},
                                          "grpo": {"generations": str(d / "grpo.jsonl")}})
     assert main(["run", str(cfg), "--quiet"]) == 0

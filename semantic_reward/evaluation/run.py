@@ -115,7 +115,7 @@ def run_evaluation(cfg: EvalRunConfig, progress: bool = True) -> dict[str, Any]:
                     if spec.cmrc_generations:
                         answers = read_generations(spec.cmrc_generations, cmrc, field="answer")
                     else:
-                        answers = generate_fn(spec.model, cmrc_prompts(cmrc), max_new_tokens=64)
+                        answers = generate_fn(spec.model, cmrc_prompts(cmrc), max_new_tokens=gen.cmrc_max_new_tokens)
                     answers = [strip_reasoning(a) for a in answers]
                     values.update(cmrc_metrics(answers, cmrc))
                     write_generations([{"id": r["id"], "source": r["question"], "reference": r["answers"][0]}

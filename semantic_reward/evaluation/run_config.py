@@ -46,11 +46,13 @@ class GenerationSettings:
     """Greedy decoding for every model system."""
 
     max_new_tokens: int = 256
+    cmrc_max_new_tokens: int = 64  # CMRC answers are short spans
     batch_size: int = 8
     backend: str = "auto"  # auto: vLLM with a GPU when installed, else transformers
 
     def __post_init__(self) -> None:
         _positive_int("generation.max_new_tokens", self.max_new_tokens)
+        _positive_int("generation.cmrc_max_new_tokens", self.cmrc_max_new_tokens)
         _positive_int("generation.batch_size", self.batch_size)
         if self.backend not in BACKENDS:
             _fail("generation.backend", f"{self.backend!r} is not one of {BACKENDS}")
