@@ -118,6 +118,7 @@ def _quality_vs_tax(report: Mapping[str, Any], path: Path) -> None:
             if not points:
                 ax.text(0.5, 0.5, "no base system (base_model) with this measure", ha="center", va="center",
                         transform=ax.transAxes)
+            ax.margins(0.15)  # room for the labels
             ax.set_xlabel(xlabels[kind])
             ax.set_ylabel(METRIC_LABELS[quality])
             ax.grid(alpha=0.3)
