@@ -115,7 +115,7 @@ def test_paired_tests_are_sacrebleus(news_pairs):
         for metric, score_name in (("bleu", "BLEU"), ("chrf", "chrF2++")):
             base, grpo, same = direct[score_name]
             assert ours["systems"]["grpo"][metric][key] == pytest.approx(grpo.p_value)
-            # identical outputs: sacrebleu's strict count gives 1/(n+1); no difference is p = 1
+            # identical outputs: sacrebleu's strict count gives 1/(n+1); a zero difference is p = 1
             assert same.p_value == pytest.approx(1 / (n + 1)) and ours["systems"]["same"][metric][key] == 1.0
             assert ours["systems"]["grpo"][metric]["difference"] == pytest.approx((grpo.score - base.score) / 100)
             assert ours["systems"]["same"][metric]["difference"] == 0.0
@@ -123,6 +123,9 @@ def test_paired_tests_are_sacrebleus(news_pairs):
     # a clearly better system is significant, an identical one is not
     assert ours["systems"]["grpo"]["bleu"]["p_value_ar"] < 0.01
     assert "ar:500" in ours["signatures"]["ar"]["bleu"] and "bs:200" in ours["signatures"]["bs"]["chrf"]
+    # different outputs that both score 0 everywhere: no difference, p = 1 (sacrebleu alone says 1/(n+1))
+    zero = paired_significance(("a", ["ཀ"] * 5), [("b", ["ཁ"] * 5)], ["ག"] * 5, "bo", 100, 100)
+    assert zero["systems"]["b"]["bleu"] == {"difference": 0.0, "p_value_bootstrap": 1.0, "p_value_ar": 1.0}
     with pytest.raises(ValueError, match="grpo"):
         paired_significance(("a", half), [("grpo", most[:-1])], refs, "bo")
 

@@ -137,12 +137,13 @@ def paired_significance(reference: tuple[str, Sequence[str]], systems: Sequence[
         out["signatures"][test] = {m: str(signatures[s]) for m, s in zip(SACREBLEU_METRICS, score_names, strict=True)}
         for metric, score_name in zip(SACREBLEU_METRICS, score_names, strict=True):
             baseline, *rest = results[score_name]
-            for (name, hyps), result in zip(systems, rest, strict=True):
+            for (name, _), result in zip(systems, rest, strict=True):
                 entry = out["systems"][name][metric]
                 entry["difference"] = (result.score - baseline.score) / 100
-                # sacrebleu counts resampled differences strictly above the observed one, so outputs identical
-                # to the reference (every difference 0) would get p = 1/(n+1); no difference means p = 1
-                entry[key] = 1.0 if list(hyps) == list(ref_hyps) else float(result.p_value)
+                # sacrebleu counts resampled differences strictly above the observed one: with no observed
+                # difference and degenerate resamples (identical outputs, or both scoring 0 everywhere) that
+                # gives p = 1/(n+1). A difference of zero is never significant: p = 1
+                entry[key] = 1.0 if result.score == baseline.score else float(result.p_value)
     return out
 
 
