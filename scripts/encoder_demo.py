@@ -3,7 +3,8 @@
 1. splits real pairs from ../shared/data with data_tools (classical verse, Traditional
    Chinese converted; modern news), training on cold_start + rl, holding out dev + test;
 2. builds a tiny BERT (tokenizer trained on the training text, model from a config);
-3. fine-tunes it contrastively with sentence-transformers' trainer (MNRL, Chinese anchor);
+3. fine-tunes it contrastively with sentence-transformers' trainer (MNRL, Chinese anchor), scoring
+   checkpoints on the dev pairs with the audit itself (AuditEvaluator) and keeping the best;
 4. audits the trained encoder, its untrained copy and the packaged English MiniLM on the
    held-out pairs: outputs/encoder_demo/audit.{json,md} and similarity_histograms.png.
 """
@@ -11,6 +12,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 import time
@@ -66,7 +68,9 @@ def main(argv=None) -> int:
                                 epochs=args.epochs, batch_size=args.batch_size, learning_rate=args.lr,
                                 seed=args.seed, save_steps=100, eval_steps=100, device="cpu")
     trained = train_encoder(config, train_src, train_tgt, dev_src, dev_tgt)
-    print(f"trained in {time.perf_counter() - start:.0f} s", flush=True)
+    selection = json.loads((args.out / "tiny_trained" / "selection.json").read_text(encoding="utf-8"))
+    print(f"trained in {time.perf_counter() - start:.0f} s; kept {selection['best_checkpoint']} "
+          f"({selection['metric']} = {selection['best_metric']:.3f})", flush=True)
 
     encoders = {
         "tiny-trained": SentenceTransformer(str(trained), device="cpu"),

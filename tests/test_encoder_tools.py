@@ -1,37 +1,89 @@
-"""The encoder audit's metrics on hand-made embeddings, and the training entry point on a tiny run."""
+"""The encoder audit: its metrics on hand-made embeddings, as a sentence-transformers evaluator (alone and
+selecting a checkpoint inside a short training run), and the training entry point on a tiny run."""
 
 import json
 import random
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
+import torch
 
-from semantic_reward.encoder_tools.audit import AuditThresholds, perturb, unk_share, verdict
+from semantic_reward.encoder_tools.audit import AuditEvaluator, AuditThresholds, perturb, unk_share, verdict
 from semantic_reward.encoder_tools.audit_metrics import (
     pair_similarities,
     propose_tau,
     random_pair_similarities,
-    retrieval_p_at_1,
     roc_auc,
 )
 
 
-def test_p_at_1_on_known_embeddings():
-    eye = np.eye(4)
-    assert retrieval_p_at_1(eye, eye) == (1.0, 1.0)
-    # target 3 is a copy of target 0: source 0 ties, source 3 ties -> both miss; 1 and 2 hit -> 0.5
+class _FixedEncoder:
+    """A stand-in SentenceTransformer whose embedding of each text is given by hand."""
+
+    tokenizer = None  # no unknown token: unk share 0
+    model_card_data = SimpleNamespace(set_evaluation_metrics=lambda *args, **kwargs: None)
+
+    def __init__(self, table, default=None):
+        self.table = {k: np.asarray(v, float) for k, v in table.items()}
+        self.default = default
+
+    def vector(self, text):
+        return self.table[text] if self.default is None else self.table.get(text, np.asarray(self.default, float))
+
+    def encode(self, sentences, convert_to_numpy=True, normalize_embeddings=False, **kwargs):
+        vecs = np.stack([self.vector(s) for s in sentences])
+        if normalize_embeddings:
+            vecs = vecs / np.linalg.norm(vecs, axis=1, keepdims=True)
+        return vecs if convert_to_numpy else [torch.tensor(v) for v in vecs]
+
+
+def _audit_p_at_1(src_vecs, tgt_vecs):
+    src = [f"源{i}" for i in range(len(src_vecs))]
+    tgt = [f"ཚིག{i}" for i in range(len(tgt_vecs))]
+    # perturbed texts of the sensitivity check get a default vector; P@1 reads only the pairs
+    model = _FixedEncoder({**dict(zip(src, src_vecs)), **dict(zip(tgt, tgt_vecs))}, default=np.ones(len(src_vecs[0])))
+    metrics = AuditEvaluator(src, tgt, "tibetan", name="dev")(model)
+    return metrics["dev_p_at_1_src2tgt"], metrics["dev_p_at_1_tgt2src"]
+
+
+def test_audit_evaluator_p_at_1_on_known_embeddings():
+    from sentence_transformers.sentence_transformer.evaluation import SentenceEvaluator
+
+    assert isinstance(AuditEvaluator(["a", "b"], ["c", "d"]), SentenceEvaluator)
+    assert _audit_p_at_1(np.eye(4), np.eye(4)) == (1.0, 1.0)
+    # target 3 has target 0's embedding: source 0 ties and TranslationEvaluator's argmax takes the first (hit);
+    # source 3 is orthogonal to every target, so argmax is target 0 (miss): 3 of 4
     tgt = np.array([[1, 0, 0, 0], [0, 1, 0, 0], [0, 0, 1, 0], [1, 0, 0, 0]], float)
-    assert retrieval_p_at_1(np.eye(4), tgt)[0] == 0.5
-    # a constant encoder retrieves nothing
-    assert retrieval_p_at_1(np.ones((5, 3)), np.ones((5, 3))) == (0.0, 0.0)
+    assert _audit_p_at_1(np.eye(4), tgt)[0] == 0.75
+    # a constant encoder finds only the first pair (argmax of a constant row is index 0)
+    assert _audit_p_at_1(np.ones((5, 3)), np.ones((5, 3))) == (0.2, 0.2)
 
 
-def test_p_at_1_asymmetry_by_hand():
+def test_audit_evaluator_asymmetry_by_hand():
     src = np.array([[1, 0], [1, 0.1]], float)
     tgt = np.array([[1, 0], [0, 1]], float)
     # s->t: row 0 best is tgt 0 (hit); row 1: cos to tgt0 0.995 > cos to tgt1 0.0995 (miss) -> 0.5
     # t->s: tgt 0 best is src 0 (1.0 vs 0.995, hit); tgt 1 best is src 1 (0.0995 vs 0, hit) -> 1.0
-    assert retrieval_p_at_1(src, tgt) == (0.5, 1.0)
+    assert _audit_p_at_1(src, tgt) == (0.5, 1.0)
+
+
+def test_audit_evaluator_metrics_dict():
+    src, tgt = ["源0", "源1", "源2"], ["ཀ་ཁ", "ག་ང", "ཅ་ཆ"]
+    model = _FixedEncoder({**dict(zip(src, np.eye(3))), **dict(zip(tgt, np.eye(3)))}, default=[1.0, 0.5, 0.25])
+    ev = AuditEvaluator(src, tgt, "tibetan", name="dev")
+    metrics = ev(model)
+    assert ev.primary_metric == "dev_p_at_1_min" and metrics[ev.primary_metric] == 1.0
+    assert metrics["dev_usable"] == 1.0 and metrics["dev_auc"] == 1.0 and metrics["dev_unk_share"] == 0.0
+    assert metrics["dev_true_pair_similarity_mean"] == pytest.approx(1.0)
+    assert all(isinstance(v, float) for v in metrics.values())
+    assert ev.last_audit["verdict"] == "usable" and ev.last_audit["sensitivity"]["truncated"]["rows"] == 3
+    # every truncated copy is a text the stub does not know (default vector): cosine with each one-hot reference
+    default = np.array([1.0, 0.5, 0.25]) / np.linalg.norm([1.0, 0.5, 0.25])
+    assert perturb("truncated", tgt[0], src[0], src[1], random.Random(0)) not in model.table
+    assert ev.last_audit["sensitivity"]["truncated"]["similarity_mean"] == pytest.approx(default.mean())
+    # the untranslated source is the source itself: one-hot like its reference, similarity 1
+    assert ev.last_audit["sensitivity"]["untranslated_source"]["similarity_mean"] == pytest.approx(1.0)
 
 
 def test_similarities_auc_and_tau_by_hand():
@@ -101,6 +153,39 @@ def test_training_entry_point_tiny_run(tmp_path, anchor, hard_negatives):
     assert after.shape == before.shape and not np.allclose(after, before)  # weights moved
     assert model.max_seq_length == 128
     assert any((tmp_path / "run" / "checkpoints").glob("checkpoint-*"))
+
+
+def test_audit_evaluator_selects_the_checkpoint(tmp_path):
+    """A short training run with the audit as its evaluator keeps the best-scoring checkpoint, not the last."""
+    from sentence_transformers import SentenceTransformer
+
+    from semantic_reward.encoder_tools.tiny import build_tiny_encoder
+    from semantic_reward.encoder_tools.train import EncoderTrainConfig, train_encoder
+
+    src = [f"第{i}句中文讲天气" for i in range(48)]
+    tgt = [f"ཚིག་{i}་པ་གནམ་གཤིས།" for i in range(48)]
+    base = build_tiny_encoder(src + tgt, tmp_path / "base", vocab_size=300, hidden_size=32, num_layers=1,
+                              num_heads=2)
+    dev_src, dev_tgt = src[:16], tgt[:16]
+    evaluator = AuditEvaluator(dev_src, dev_tgt, "tibetan", name="dev", batch_size=16)
+    with pytest.raises(ValueError, match="'save_steps': 5 must be a multiple"):
+        EncoderTrainConfig(model="m", output_dir="o", save_steps=5, eval_steps=3)
+    # a high learning rate makes the dev score move around, so the best checkpoint need not be the last
+    cfg = EncoderTrainConfig(model=str(base), output_dir=str(tmp_path / "run"), epochs=3, batch_size=8,
+                             learning_rate=5e-3, save_steps=3, eval_steps=3, device="cpu")
+    final = train_encoder(cfg, src, tgt, evaluator=evaluator)
+    record = json.loads((tmp_path / "run" / "selection.json").read_text())
+    assert record["metric"] == "dev_p_at_1_min" and record["selected_best"] is True
+    scores = [e["eval_dev_p_at_1_min"] for e in record["evaluations"] if "eval_dev_p_at_1_min" in e]
+    assert len(scores) >= 3 and record["best_metric"] == max(scores)
+    best_step = record["evaluations"][scores.index(max(scores))]["step"]
+    assert record["best_checkpoint"].endswith(f"checkpoint-{best_step}")
+    # the saved final model is that checkpoint: re-scoring it gives the best score
+    rescored = AuditEvaluator(dev_src, dev_tgt, "tibetan", name="dev", batch_size=16)(
+        SentenceTransformer(str(final), device="cpu"))
+    assert rescored["dev_p_at_1_min"] == pytest.approx(record["best_metric"])
+    assert record["final_metrics"]["dev_p_at_1_min"] == pytest.approx(record["best_metric"])
+    assert "Dev audit" in (tmp_path / "run" / "dev_audit" / "audit.md").read_text()
 
 
 def test_audit_cli_writes_reports(tmp_path, news_pairs, minilm_path):

@@ -1,23 +1,25 @@
-"""Evaluation: hand-computed metric cases, sacrebleu parity, drift, the judge over real HTTP, the report."""
+"""Evaluation: hand-computed metric cases, sacrebleu parity (scores, intervals, paired tests, signatures), drift,
+the judge over real HTTP, and the evaluation command end to end (generation files, tiny models, atomic output)."""
 
 import json
 import threading
 from http.server import BaseHTTPRequestHandler, HTTPServer
 
-import numpy as np
 import pytest
 import sacrebleu
+from sacrebleu.metrics import BLEU, CHRF
+from sacrebleu.significance import PairedTest
 
 from semantic_reward.evaluation.cmrc import cmrc_em, cmrc_f1, cmrc_scores, segment
 from semantic_reward.evaluation.judge import JudgeConfig, combine, judge_pairwise, parse_verdict, wilson_interval
 from semantic_reward.evaluation.metrics import (
     bleu,
-    bootstrap_ci,
     chrf,
     language_consistency,
     lcs_length,
-    paired_bootstrap,
+    paired_significance,
     rouge_l,
+    sacrebleu_scores,
 )
 from semantic_reward.evaluation.tokenize import pretokenize, rouge_units, tibetan_syllables
 
@@ -70,16 +72,62 @@ def test_cmrc_em_f1_by_hand():
     assert s == {"em": 50.0, "f1": pytest.approx(87.5), "avg": pytest.approx(68.75), "questions": 2}
 
 
-def test_language_consistency_and_bootstrap():
+def test_language_consistency_by_hand():
     assert language_consistency(["བཀྲ་ཤིས།", "你好", ""], "bo") == pytest.approx(1 / 3)
-    ci = bootstrap_ci(lambda h, r: float(np.mean([a == b for a, b in zip(h, r)])), list("aabb"), list("abab"), n=200)
-    assert ci.value == 0.5 and 0.0 <= ci.low <= 0.5 <= ci.high <= 1.0
-    same = paired_bootstrap(lambda h, r: float(np.mean([a == b for a, b in zip(h, r)])), list("ab"), list("ab"),
-                            list("ab"), n=100)
-    assert same["difference"] == 0.0 and same["p_value"] == 1.0
-    better = paired_bootstrap(lambda h, r: float(np.mean([a == b for a, b in zip(h, r)])), list("xxxxxxxx"),
-                              list("abcdabcd"), list("abcdabcd"), n=200)
-    assert better["difference"] == 1.0 and better["p_value"] < 0.01
+    assert language_consistency(["你好", "你好 hello world"], "zh") == pytest.approx(1 / 2)
+
+
+def _bo_systems(news_pairs, n=40):
+    refs = [r["bo"] for r in news_pairs[:n]]
+    half = [r[: len(r) // 2] for r in refs]
+    most = [r[: len(r) * 4 // 5] for r in refs]
+    return refs, half, most
+
+
+def test_intervals_and_signatures_are_sacrebleus(news_pairs):
+    refs, hyps, _ = _bo_systems(news_pairs)
+    ours = sacrebleu_scores(hyps, refs, "bo", n_bootstrap=300)
+    seg_h, seg_r = [pretokenize(h, "bo") for h in hyps], [[pretokenize(r, "bo") for r in refs]]
+    for name, metric in (("bleu", BLEU(tokenize="none")), ("chrf", CHRF(word_order=2))):
+        direct = metric.corpus_score(seg_h, seg_r, n_bootstrap=300)
+        assert ours[name].score == pytest.approx(direct.score / 100)
+        # sacrebleu's interval: bootstrap mean +- half the 95% percentile width
+        assert ours[name].interval.mean == pytest.approx(direct._mean / 100, abs=1e-6)
+        assert ours[name].interval.low == pytest.approx((direct._mean - direct._ci) / 100, abs=1e-6)
+        assert ours[name].interval.high == pytest.approx((direct._mean + direct._ci) / 100, abs=1e-6)
+        assert ours[name].interval.low < ours[name].score < ours[name].interval.high
+        assert ours[name].signature == str(metric.get_signature())
+    assert "tok:none" in ours["bleu"].signature and "bs:300" in ours["bleu"].signature
+    assert "nw:2" in ours["chrf"].signature
+    zh = sacrebleu_scores(["你好世界"], ["你好世界"], "zh", n_bootstrap=1)
+    assert "tok:zh" in zh["bleu"].signature and zh["bleu"].interval is None
+
+
+def test_paired_tests_are_sacrebleus(news_pairs):
+    refs, half, most = _bo_systems(news_pairs)
+    ours = paired_significance(("cold_start", half), [("grpo", most), ("same", half)], refs, "bo",
+                               n_bootstrap=200, ar_trials=500)
+    seg = lambda xs: [pretokenize(x, "bo") for x in xs]  # noqa: E731
+    for test, key, n in (("bs", "p_value_bootstrap", 200), ("ar", "p_value_ar", 500)):
+        metrics = {"bleu": BLEU(tokenize="none"), "chrf": CHRF(word_order=2)}
+        sigs, direct = PairedTest([("cold_start", seg(half)), ("grpo", seg(most)), ("same", seg(half))], metrics,
+                                  [seg(refs)], test_type=test, n_samples=n)()
+        for metric, score_name in (("bleu", "BLEU"), ("chrf", "chrF2++")):
+            base, grpo, same = direct[score_name]
+            assert ours["systems"]["grpo"][metric][key] == pytest.approx(grpo.p_value)
+            # identical outputs: sacrebleu's strict count gives 1/(n+1); a zero difference is p = 1
+            assert same.p_value == pytest.approx(1 / (n + 1)) and ours["systems"]["same"][metric][key] == 1.0
+            assert ours["systems"]["grpo"][metric]["difference"] == pytest.approx((grpo.score - base.score) / 100)
+            assert ours["systems"]["same"][metric]["difference"] == 0.0
+            assert ours["signatures"][test][metric] == str(sigs[score_name])
+    # a clearly better system is significant, an identical one is not
+    assert ours["systems"]["grpo"]["bleu"]["p_value_ar"] < 0.01
+    assert "ar:500" in ours["signatures"]["ar"]["bleu"] and "bs:200" in ours["signatures"]["bs"]["chrf"]
+    # different outputs that both score 0 everywhere: no difference, p = 1 (sacrebleu alone says 1/(n+1))
+    zero = paired_significance(("a", ["ཀ"] * 5), [("b", ["ཁ"] * 5)], ["ག"] * 5, "bo", 100, 100)
+    assert zero["systems"]["b"]["bleu"] == {"difference": 0.0, "p_value_bootstrap": 1.0, "p_value_ar": 1.0}
+    with pytest.raises(ValueError, match="grpo"):
+        paired_significance(("a", half), [("grpo", most[:-1])], refs, "bo")
 
 
 def test_drift_identical_is_zero_and_perturbed_is_positive(tmp_path):
@@ -153,31 +201,6 @@ def test_judge_verdict_parsing_and_combination():
     assert combine("tie", "B") == "tie"
     low, high = wilson_interval(5, 10)
     assert low == pytest.approx(0.2366, abs=1e-3) and high == pytest.approx(0.7634, abs=1e-3)
-
-
-def test_eval_demo_writes_report(tmp_path, news_pairs):
-    import subprocess
-    import sys
-    from pathlib import Path
-
-    root = Path(__file__).resolve().parents[1]
-    out = tmp_path / "demo"
-    proc = subprocess.run(
-        [sys.executable, "scripts/eval_demo.py", "--out", str(out), "--mt-rows", "6", "--cmrc-questions", "4",
-         "--drift-passages", "4", "--base-steps", "20", "--sft-steps", "20", "--bootstrap", "50",
-         "--max-new-tokens", "8"],
-        cwd=root, capture_output=True, text=True, timeout=600)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    report = json.loads((out / "report.json").read_text())["systems"]
-    keys = ("bleu", "chrf", "rouge_l", "semantic_similarity", "language_consistency", "cmrc_em", "cmrc_f1",
-            "nll_increase_mean", "nll_increase_p90", "kl_p90")
-    for name in ("base", "sft"):
-        assert all(isinstance(report[name][k], float) for k in keys)
-    assert report["base"]["nll_increase_mean"] == pytest.approx(0.0, abs=1e-6)
-    assert report["sft"]["nll_increase_mean"] != 0.0
-    for png in ("quality_vs_tax.png", "metric_bars.png", "drift_distributions.png"):
-        assert (out / png).stat().st_size > 10_000
-    assert "| sft |" in (out / "report.md").read_text()
 
 
 def test_general_benchmark_through_lm_eval_on_a_local_task(tmp_path):

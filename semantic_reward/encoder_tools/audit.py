@@ -1,7 +1,7 @@
 """Audit: can this encoder be trusted as the reward's f?
 
 For parallel (source, target) pairs it measures
-- bitext retrieval P@1 in both directions,
+- bitext retrieval P@1 in both directions (sentence-transformers' TranslationEvaluator),
 - similarity of true pairs vs random pairs (margin, ROC AUC),
 - sensitivity: similarity of the reference to a truncated copy, a shuffled copy,
   a copy with changed numbers, another sentence in the wrong language, and an
@@ -10,7 +10,8 @@ For parallel (source, target) pairs it measures
 - the share of target-language letters its tokenizer maps to unknown tokens,
 - optionally a proposal for tau from a cold-start model's outputs,
 and gives a one-line verdict with the thresholds behind it. Outputs: JSON,
-Markdown and a histogram PNG.
+Markdown and a histogram PNG. ``AuditEvaluator`` is all of this as a
+sentence-transformers evaluator, so training can select checkpoints by it.
 """
 
 from __future__ import annotations
@@ -26,11 +27,14 @@ from typing import Any
 
 import numpy as np
 
+from sentence_transformers.sentence_transformer.evaluation import BaseEvaluator, TranslationEvaluator
+
 from ..languages import LanguageRegistry, script_share
 from ..text import text_units
-from .audit_metrics import pair_similarities, propose_tau, random_pair_similarities, retrieval_p_at_1, roc_auc
+from .audit_metrics import pair_similarities, propose_tau, random_pair_similarities, roc_auc
 
-__all__ = ["AuditThresholds", "perturb", "unk_share", "audit_encoder", "verdict", "write_reports"]
+__all__ = ["AuditThresholds", "AuditEvaluator", "perturb", "unk_share", "audit_encoder", "verdict", "verdict_line",
+           "write_reports"]
 
 logger = logging.getLogger(__name__)
 
@@ -105,6 +109,109 @@ def verdict(metrics: dict[str, float], thresholds: AuditThresholds) -> tuple[str
     return ("unusable", reasons) if reasons else ("usable", [])
 
 
+class AuditEvaluator(BaseEvaluator):
+    """The audit as a sentence-transformers evaluator (``SentenceEvaluator`` is this base class's alias).
+
+    Usable by ``SentenceTransformerTrainer(evaluator=...)`` to select checkpoints: it
+    returns a dict of scalar metrics, prefixed with ``name``, whose primary metric is
+    retrieval P@1 in the worse direction (what the verdict thresholds). Bitext P@1
+    is sentence-transformers' ``TranslationEvaluator``; the rest (similarity of true
+    vs random pairs, ROC AUC, sensitivity, unknown share, tau proposal, verdict) is
+    ours. The full audit of the last call is in ``last_audit`` (for ``write_reports``).
+    """
+
+    SCALARS = ("p_at_1_src2tgt", "p_at_1_tgt2src", "p_at_1_min", "true_pair_similarity_mean",
+               "random_pair_similarity_mean", "margin", "auc", "unk_share")
+
+    def __init__(self, sources: Sequence[str], targets: Sequence[str], target_language: str = "tibetan",
+                 thresholds: AuditThresholds | None = None, hypotheses: Sequence[tuple[str, str]] | None = None,
+                 tau_percentile: float = 25.0, seed: int = 0, batch_size: int = 64, name: str = "audit"):
+        super().__init__()
+        if len(sources) != len(targets) or len(sources) < 2:
+            raise ValueError(f"need at least 2 aligned pairs, got {len(sources)} sources and {len(targets)} targets")
+        self.sources, self.targets = list(sources), list(targets)
+        self.target_language = target_language
+        self.thresholds = thresholds or AuditThresholds()
+        self.hypotheses = list(hypotheses) if hypotheses else None
+        self.tau_percentile, self.seed, self.batch_size, self.name = tau_percentile, seed, batch_size, name
+        self.scripts = LanguageRegistry().get(target_language).scripts
+        self.primary_metric = f"{name}_p_at_1_min" if name else "p_at_1_min"
+        self.greater_is_better = True
+        self.last_audit: dict[str, Any] | None = None
+        self._retrieval = TranslationEvaluator(self.sources, self.targets, batch_size=batch_size, write_csv=False)
+
+    def __call__(self, model: Any, output_path: str | None = None, epoch: int = -1,
+                 steps: int = -1) -> dict[str, float]:
+        audit = self.audit(model)
+        metrics = {k: float(audit[k]) for k in self.SCALARS}
+        metrics["usable"] = 1.0 if audit["verdict"] == "usable" else 0.0
+        metrics = self.prefix_name_to_metrics(metrics, self.name)
+        self.store_metrics_in_model_card_data(model, metrics, epoch, steps)
+        logger.info("audit%s: %s", f" at step {steps}" if steps >= 0 else "", verdict_line(self.name, audit))
+        return metrics
+
+    def _encode(self, model: Any, texts: Sequence[str]) -> np.ndarray:
+        return np.asarray(model.encode(list(texts), batch_size=self.batch_size, normalize_embeddings=True,
+                                       show_progress_bar=False), dtype=np.float64)
+
+    def audit(self, model: Any) -> dict[str, Any]:
+        """The full JSON-able audit of ``model`` (a SentenceTransformer)."""
+        retrieval = self._retrieval(model)
+        src, tgt = self._encode(model, self.sources), self._encode(model, self.targets)
+        true_sims = pair_similarities(src, tgt)
+        rand_sims = random_pair_similarities(src, tgt, self.seed)
+        metrics: dict[str, Any] = {
+            "pairs": len(self.sources),
+            "p_at_1_src2tgt": retrieval["src2trg_accuracy"],
+            "p_at_1_tgt2src": retrieval["trg2src_accuracy"],
+            "p_at_1_min": min(retrieval["src2trg_accuracy"], retrieval["trg2src_accuracy"]),
+            "true_pair_similarity_mean": float(true_sims.mean()),
+            "random_pair_similarity_mean": float(rand_sims.mean()),
+            "margin": float(true_sims.mean() - rand_sims.mean()),
+            "auc": roc_auc(true_sims, rand_sims),
+            "unk_share": unk_share(model.tokenizer, self.targets, self.scripts),
+        }
+        metrics["sensitivity"] = self._sensitivity(model, tgt)
+        if self.hypotheses:
+            hyp = pair_similarities(self._encode(model, [h for h, _ in self.hypotheses]),
+                                    self._encode(model, [r for _, r in self.hypotheses]))
+            metrics["tau_proposal"] = {"percentile": self.tau_percentile,
+                                       "tau": propose_tau(hyp, self.tau_percentile), "outputs": len(hyp),
+                                       "similarity_mean": float(hyp.mean())}
+        else:
+            metrics["tau_proposal"] = None
+        label, reasons = verdict(metrics, self.thresholds)
+        metrics["verdict"] = label
+        metrics["verdict_reasons"] = reasons
+        metrics["thresholds"] = asdict(self.thresholds)
+        metrics["_true_similarities"] = true_sims.tolist()
+        metrics["_random_similarities"] = rand_sims.tolist()
+        if metrics["unk_share"] > self.thresholds.max_unk_share:
+            logger.warning("%.1f%% of %s letters are unknown to this encoder's tokenizer: its similarities cannot "
+                           "reflect their meaning", 100 * metrics["unk_share"], self.target_language)
+        self.last_audit = metrics
+        return metrics
+
+    def _sensitivity(self, model: Any, tgt: np.ndarray) -> dict[str, dict[str, float]]:
+        rng = random.Random(self.seed)
+        n = len(self.targets)
+        out: dict[str, dict[str, float]] = {}
+        for kind in PERTURBATIONS:
+            rows = [(i, perturb(kind, self.targets[i], self.sources[i], self.sources[(i + 1) % n], rng))
+                    for i in range(n)]
+            rows = [(i, text) for i, text in rows if text]
+            if not rows:
+                out[kind] = {"rows": 0}
+                continue
+            sims = pair_similarities(self._encode(model, [text for _, text in rows]), tgt[[i for i, _ in rows]])
+            out[kind] = {"rows": len(rows), "similarity_mean": float(sims.mean()),
+                         "drop_mean": float(1.0 - sims.mean())}
+        return out
+
+    def get_config_dict(self) -> dict[str, Any]:
+        return {"target_language": self.target_language, **asdict(self.thresholds)}
+
+
 def audit_encoder(
     model: Any,
     sources: Sequence[str],
@@ -116,62 +223,9 @@ def audit_encoder(
     seed: int = 0,
     batch_size: int = 64,
 ) -> dict[str, Any]:
-    """Audit one loaded SentenceTransformer on aligned pairs; returns a JSON-able dict."""
-    thresholds = thresholds or AuditThresholds()
-    if len(sources) != len(targets) or len(sources) < 2:
-        raise ValueError(f"need at least 2 aligned pairs, got {len(sources)} sources and {len(targets)} targets")
-
-    def enc(texts: Sequence[str]) -> np.ndarray:
-        return np.asarray(model.encode(list(texts), batch_size=batch_size, normalize_embeddings=True,
-                                       show_progress_bar=False), dtype=np.float64)
-
-    src, tgt = enc(sources), enc(targets)
-    p_s2t, p_t2s = retrieval_p_at_1(src, tgt)
-    true_sims = pair_similarities(src, tgt)
-    rand_sims = random_pair_similarities(src, tgt, seed)
-    scripts = LanguageRegistry().get(target_language).scripts
-    metrics: dict[str, Any] = {
-        "pairs": len(sources),
-        "p_at_1_src2tgt": p_s2t,
-        "p_at_1_tgt2src": p_t2s,
-        "true_pair_similarity_mean": float(true_sims.mean()),
-        "random_pair_similarity_mean": float(rand_sims.mean()),
-        "margin": float(true_sims.mean() - rand_sims.mean()),
-        "auc": roc_auc(true_sims, rand_sims),
-        "unk_share": unk_share(model.tokenizer, targets, scripts),
-    }
-
-    rng = random.Random(seed)
-    sensitivity = {}
-    for kind in PERTURBATIONS:
-        rows = [(i, perturb(kind, targets[i], sources[i], sources[(i + 1) % len(sources)], rng))
-                for i in range(len(targets))]
-        rows = [(i, text) for i, text in rows if text]
-        if not rows:
-            sensitivity[kind] = {"rows": 0}
-            continue
-        sims = pair_similarities(enc([text for _, text in rows]), tgt[[i for i, _ in rows]])
-        sensitivity[kind] = {"rows": len(rows), "similarity_mean": float(sims.mean()),
-                             "drop_mean": float(1.0 - sims.mean())}
-    metrics["sensitivity"] = sensitivity
-
-    if hypotheses:
-        hyp = pair_similarities(enc([h for h, _ in hypotheses]), enc([r for _, r in hypotheses]))
-        metrics["tau_proposal"] = {"percentile": tau_percentile, "tau": propose_tau(hyp, tau_percentile),
-                                   "outputs": len(hyp), "similarity_mean": float(hyp.mean())}
-    else:
-        metrics["tau_proposal"] = None
-
-    label, reasons = verdict(metrics, thresholds)
-    metrics["verdict"] = label
-    metrics["verdict_reasons"] = reasons
-    metrics["thresholds"] = asdict(thresholds)
-    metrics["_true_similarities"] = true_sims.tolist()
-    metrics["_random_similarities"] = rand_sims.tolist()
-    if metrics["unk_share"] > thresholds.max_unk_share:
-        logger.warning("%.1f%% of %s letters are unknown to this encoder's tokenizer: its similarities cannot "
-                       "reflect their meaning", 100 * metrics["unk_share"], target_language)
-    return metrics
+    """Audit one loaded SentenceTransformer on aligned pairs; returns a JSON-able dict (``AuditEvaluator.audit``)."""
+    return AuditEvaluator(sources, targets, target_language, thresholds, hypotheses, tau_percentile, seed,
+                          batch_size).audit(model)
 
 
 def verdict_line(name: str, m: dict[str, Any]) -> str:

@@ -1,4 +1,5 @@
-"""Pure metrics of an encoder audit, computed on embeddings and similarity lists.
+"""Pure metrics of an encoder audit, computed on embeddings and similarity lists (retrieval P@1 is
+sentence-transformers' TranslationEvaluator, run by ``audit.AuditEvaluator``).
 
 Kept free of any model so each can be tested on hand-made vectors with known answers.
 """
@@ -11,7 +12,6 @@ import numpy as np
 
 __all__ = [
     "normalize_rows",
-    "retrieval_p_at_1",
     "pair_similarities",
     "random_pair_similarities",
     "roc_auc",
@@ -23,27 +23,6 @@ def normalize_rows(x: np.ndarray) -> np.ndarray:
     x = np.asarray(x, dtype=np.float64)
     norms = np.linalg.norm(x, axis=1, keepdims=True)
     return x / np.where(norms == 0, 1.0, norms)
-
-
-def retrieval_p_at_1(src: np.ndarray, tgt: np.ndarray) -> tuple[float, float]:
-    """Bitext retrieval precision@1: src i must find tgt i among all targets, and back.
-
-    Ties count as misses unless the true partner is the unique maximum, so a
-    constant encoder scores 0, not 1.
-    """
-    s, t = normalize_rows(src), normalize_rows(tgt)
-    sim = s @ t.T
-    n = sim.shape[0]
-    if n == 0:
-        return 0.0, 0.0
-    diag = np.diag(sim)
-
-    def hits(matrix: np.ndarray, own: np.ndarray) -> float:
-        others = matrix.copy()
-        np.fill_diagonal(others, -np.inf)
-        return float(np.mean(own > others.max(axis=1))) if n > 1 else 1.0
-
-    return hits(sim, diag), hits(sim.T, diag)
 
 
 def pair_similarities(src: np.ndarray, tgt: np.ndarray) -> np.ndarray:

@@ -4,16 +4,23 @@ Any transformers encoder (CINO, XLM-R, LaBSE, ... by hub name or local path) is
 wrapped as a SentenceTransformer (mean pooling) unless it already is one, then
 fine-tuned with multiple-negatives ranking loss on (anchor, positive) pairs with
 sentence-transformers' own trainer: in-batch negatives, optional mined hard
-negatives, a bitext-retrieval dev evaluator, checkpoints and a fixed seed.
+negatives, checkpoints and a fixed seed. The dev pairs are scored during training by
+the audit itself (``audit.AuditEvaluator``, or any evaluator you pass), and the best
+checkpoint by its primary metric (retrieval P@1, worse direction) becomes the final
+model; ``selection.json`` and the dev audit report say which and why.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
+
+from ..config import ConfigError
 
 __all__ = ["EncoderTrainConfig", "load_as_sentence_transformer", "train_encoder"]
 
@@ -37,12 +44,17 @@ class EncoderTrainConfig:
     save_steps: int = 500
     eval_steps: int = 500
     device: str | None = None
+    target_language: str = "tibetan"  # the targets' language: the audit's unknown-token share counts its letters
+    select_best: bool = True  # keep the checkpoint the dev evaluator scores best, not the last one
 
     def __post_init__(self) -> None:
         if self.anchor not in ("source", "target"):
-            raise ValueError(f"encoder training setting 'anchor': {self.anchor!r} is not 'source' or 'target'")
+            raise ConfigError(f"encoder training setting 'anchor': {self.anchor!r} is not 'source' or 'target'")
         if self.batch_size < 2:
-            raise ValueError("encoder training setting 'batch_size': in-batch negatives need a batch of at least 2")
+            raise ConfigError("encoder training setting 'batch_size': in-batch negatives need a batch of at least 2")
+        if self.select_best and self.save_steps % self.eval_steps:
+            raise ConfigError(f"encoder training setting 'save_steps': {self.save_steps} must be a multiple of "
+                              f"'eval_steps' ({self.eval_steps}) to keep the best evaluated checkpoint")
 
 
 def load_as_sentence_transformer(model: str, max_length: int = 128, device: str | None = None):
@@ -66,11 +78,15 @@ def train_encoder(
     targets: Sequence[str],
     dev_sources: Sequence[str] = (),
     dev_targets: Sequence[str] = (),
+    evaluator: Any = None,
 ) -> Path:
-    """Fine-tune and save; returns the folder of the final model."""
+    """Fine-tune and save; returns the folder of the final model.
+
+    ``evaluator`` (a sentence-transformers evaluator) scores checkpoints; by default the
+    audit on the dev pairs. With ``select_best`` the best-scoring checkpoint is the final model.
+    """
     import datasets
     from sentence_transformers import SentenceTransformerTrainer, SentenceTransformerTrainingArguments
-    from sentence_transformers.sentence_transformer.evaluation import TranslationEvaluator
     from sentence_transformers.sentence_transformer.losses import MultipleNegativesRankingLoss
     from sentence_transformers.sentence_transformer.training_args import BatchSamplers
     from transformers import set_seed
@@ -86,10 +102,12 @@ def train_encoder(
 
         train = mine_hard_negatives(train, model, num_negatives=1, sampling_strategy="top",
                                     use_faiss=False, batch_size=config.batch_size, output_format="triplet")
-    evaluator = None
-    if dev_sources:
-        evaluator = TranslationEvaluator(list(dev_sources), list(dev_targets), name="dev",
-                                         batch_size=config.batch_size, write_csv=False)
+    if evaluator is None and dev_sources:
+        from .audit import AuditEvaluator
+
+        evaluator = AuditEvaluator(dev_sources, dev_targets, config.target_language, name="dev",
+                                   batch_size=config.batch_size)
+    select = evaluator is not None and config.select_best
     out = Path(config.output_dir)
     args = SentenceTransformerTrainingArguments(
         output_dir=str(out / "checkpoints"),
@@ -105,6 +123,9 @@ def train_encoder(
         save_total_limit=2,
         eval_strategy="steps" if evaluator else "no",
         eval_steps=config.eval_steps if evaluator else None,
+        load_best_model_at_end=select,
+        metric_for_best_model=f"eval_{evaluator.primary_metric}" if select else None,
+        greater_is_better=evaluator.greater_is_better if select else None,
         logging_steps=max(1, min(50, config.eval_steps)),
         report_to="none",
         use_cpu=config.device == "cpu",
@@ -117,4 +138,24 @@ def train_encoder(
     final = out / "final"
     model.save(str(final))
     logger.info("saved the trained encoder to %s", final)
+    if evaluator is not None:
+        _record_selection(trainer, evaluator, model, out, select)
     return final
+
+
+def _record_selection(trainer: Any, evaluator: Any, model: Any, out: Path, select: bool) -> None:
+    """selection.json (which checkpoint, by which metric, every evaluation) and, for the audit, its report."""
+    evals = [{k: v for k, v in e.items() if k == "step" or k.startswith("eval_")}
+             for e in trainer.state.log_history if any(k.startswith("eval_") for k in e)]
+    final_metrics = evaluator(model)
+    record = {"metric": evaluator.primary_metric, "selected_best": select,
+              "best_checkpoint": trainer.state.best_model_checkpoint, "best_metric": trainer.state.best_metric,
+              "final_metrics": final_metrics, "evaluations": evals}
+    (out / "selection.json").write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
+    logger.info("final model: %s = %.4f (best checkpoint %s)", evaluator.primary_metric,
+                final_metrics[evaluator.primary_metric], trainer.state.best_model_checkpoint)
+    audit = getattr(evaluator, "last_audit", None)
+    if audit is not None:
+        from .audit import write_reports
+
+        write_reports({"final": audit}, out / "dev_audit", title="Dev audit of the selected encoder")

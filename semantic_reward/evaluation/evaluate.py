@@ -1,49 +1,84 @@
-"""One system's evaluation: task metrics on translation/headline outputs, CMRC, drift."""
+"""One system's scores: task metrics on translation/headline outputs, and CMRC.
+
+Functions that need an encoder take it explicitly (a path or hub id, or an object
+with ``embed_sync``); nothing defaults to a test model.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import numpy as np
 
 from .cmrc import QA_PROMPT, cmrc_scores
-from .metrics import bleu, bootstrap_ci, chrf, language_consistency, rouge_l_corpus
+from .metrics import language_consistency, rouge_l_corpus, rouge_l_interval, sacrebleu_scores, segmentation
 
-__all__ = ["task_metrics", "semantic_similarity", "cmrc_prompts", "cmrc_metrics"]
+__all__ = ["TaskMetrics", "task_metrics", "semantic_similarity", "open_encoder", "cmrc_prompts", "cmrc_metrics"]
 
 
-def semantic_similarity(hyps: Sequence[str], refs: Sequence[str], encoder: str = "packaged-minilm") -> float:
-    """Mean cosine between outputs and references under the reward's encoder."""
+class Embedder(Protocol):
+    def embed_sync(self, texts: list[str]) -> np.ndarray: ...
+
+
+def open_encoder(encoder: str):
+    """The reward's own in-process embedding service for ``encoder`` (so the column matches the reward's
+    similarity); close it when done."""
     from ..config import EncoderConfig, ServiceConfig
-    from ..reward_math import cosine_similarity
     from ..service import LocalEmbeddingService
 
-    service = LocalEmbeddingService(EncoderConfig(model=encoder), ServiceConfig())
+    return LocalEmbeddingService(EncoderConfig(model=encoder), ServiceConfig())
+
+
+def semantic_similarity(hyps: Sequence[str], refs: Sequence[str], encoder: str | Embedder) -> float:
+    """Mean cosine between outputs and references under ``encoder`` (a path/hub id or an open service)."""
+    from ..reward_math import cosine_similarity
+
+    if not hyps:
+        return 0.0
+    service = open_encoder(encoder) if isinstance(encoder, str) else encoder
     try:
         vecs = service.embed_sync(list(hyps) + list(refs))
     finally:
-        service.close()
+        if isinstance(encoder, str):
+            service.close()
     n = len(hyps)
-    return float(sum(cosine_similarity(vecs[i], vecs[n + i]) for i in range(n)) / n) if n else 0.0
+    return float(sum(cosine_similarity(vecs[i], vecs[n + i]) for i in range(n)) / n)
 
 
-def task_metrics(hyps: Sequence[str], refs: Sequence[str], language: str, encoder: str | None = "packaged-minilm",
-                 bootstrap: int = 1000, seed: int = 0) -> dict[str, Any]:
-    """BLEU, chrF++, ROUGE-L (0-1), embedding similarity, language consistency, bootstrap intervals."""
-    out: dict[str, Any] = {
-        "bleu": bleu(hyps, refs, language),
-        "chrf": chrf(hyps, refs, language),
+@dataclass
+class TaskMetrics:
+    """Scores on the 0-1 scale, their 95% intervals, and sacrebleu's signatures."""
+
+    values: dict[str, float]
+    intervals: dict[str, dict[str, float]] = field(default_factory=dict)
+    signatures: dict[str, str] = field(default_factory=dict)
+
+
+def task_metrics(hyps: Sequence[str], refs: Sequence[str], language: str, *, encoder: str | Embedder | None,
+                 n_bootstrap: int = 1000) -> TaskMetrics:
+    """BLEU-4, chrF++, ROUGE-L, language consistency and, when ``encoder`` is given, embedding similarity.
+
+    ``encoder`` is required by keyword: pass None to leave out the similarity column.
+    """
+    sacre = sacrebleu_scores(hyps, refs, language, n_bootstrap=n_bootstrap)
+    out = TaskMetrics(values={
+        "bleu": sacre["bleu"].score,
+        "chrf": sacre["chrf"].score,
         "rouge_l": rouge_l_corpus(hyps, refs, language),
         "language_consistency": language_consistency(hyps, language),
-        "outputs": len(hyps),
-    }
-    if encoder:
-        out["semantic_similarity"] = semantic_similarity(hyps, refs, encoder)
-    if bootstrap:
-        ci = {}
-        for name, fn in (("bleu", lambda h, r: bleu(h, r, language)), ("rouge_l", lambda h, r: rouge_l_corpus(h, r, language))):
-            interval = bootstrap_ci(fn, hyps, refs, n=bootstrap, seed=seed)
-            ci[name] = [interval.low, interval.high]
-        out["ci95"] = ci
+    })
+    if encoder is not None:
+        out.values["semantic_similarity"] = semantic_similarity(hyps, refs, encoder)
+    for name, score in sacre.items():
+        out.signatures[name] = score.signature
+        if score.interval:
+            out.intervals[name] = score.interval.to_dict()
+    out.signatures["segmentation"] = segmentation(language)
+    rouge = rouge_l_interval(hyps, refs, language, n_bootstrap)
+    if rouge:
+        out.intervals["rouge_l"] = rouge.to_dict()
     return out
 
 
@@ -53,10 +88,6 @@ def cmrc_prompts(rows: Sequence[dict[str, Any]]) -> list[list[dict[str, str]]]:
 
 
 def cmrc_metrics(predictions: Sequence[str], rows: Sequence[dict[str, Any]]) -> dict[str, float]:
-    """EM/F1/Avg for CMRC rows whose ``answers`` is a list of strings or {'text': [...]}."""
-    answers = []
-    for r in rows:
-        a = r["answers"]
-        answers.append(list(a["text"]) if isinstance(a, dict) else [x["text"] if isinstance(x, dict) else x for x in a])
-    s = cmrc_scores(predictions, answers)
+    """EM/F1/Avg (0-100, as CMRC reports them) for rows whose ``answers`` is a list of strings."""
+    s = cmrc_scores(predictions, [r["answers"] for r in rows])
     return {"cmrc_em": s["em"], "cmrc_f1": s["f1"], "cmrc_avg": s["avg"], "cmrc_questions": s["questions"]}

@@ -1,20 +1,23 @@
-"""Comparison report across runs (base, cold-start SFT, strong SFT, GRPO, ablations).
+"""The comparison report: report.json, report.md and PNGs.
 
-Writes ``report.json`` (per-system metrics), ``report.md`` (tables) and PNGs:
-task quality against alignment tax (one point per run), the distributions of the
-per-token NLL increase, and one bar chart per metric.
+PNGs: task quality against alignment tax (one point per system; x = drift from the
+base or CMRC F1 drop, y = BLEU or chrF++), one bar chart per metric, the per-token
+NLL-increase distributions, and the GRPO reward curve with its components when given.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+import math
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-__all__ = ["write_report", "METRIC_LABELS"]
+from .inputs import InputError
+
+__all__ = ["write_report", "read_reward_curve", "METRIC_LABELS"]
 
 METRIC_LABELS = {
     "bleu": "BLEU-4", "chrf": "chrF++", "rouge_l": "ROUGE-L", "semantic_similarity": "emb. sim",
@@ -23,79 +26,186 @@ METRIC_LABELS = {
 }
 
 
-def write_report(systems: Mapping[str, Mapping[str, Any]], out_dir: str | Path,
-                 drift: Mapping[str, np.ndarray] | None = None, task_metric: str = "bleu",
-                 title: str = "Evaluation report") -> dict[str, str]:
-    import matplotlib
+def read_reward_curve(path: str | Path) -> list[dict[str, float]]:
+    """A JSON list of {step, reward_mean, <component>: mean}, checked row by row, sorted by step."""
+    path = Path(path)
+    try:
+        rows = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as exc:
+        raise InputError(f"{path}: cannot read the reward curve ({exc})") from exc
+    if not isinstance(rows, list) or not rows:
+        raise InputError(f"{path}: the reward curve must be a non-empty JSON list")
+    for i, row in enumerate(rows):
+        if not isinstance(row, dict):
+            raise InputError(f"{path}, item {i}: expected an object, got {type(row).__name__}")
+        for key, value in row.items():
+            if not isinstance(value, int | float) or isinstance(value, bool) or not math.isfinite(value):
+                raise InputError(f"{path}, item {i}: field {key!r} must be a finite number, got {value!r}")
+        for key in ("step", "reward_mean"):
+            if key not in row:
+                raise InputError(f"{path}, item {i}: field {key!r} is missing")
+    return sorted(rows, key=lambda r: r["step"])
 
-    matplotlib.use("Agg")
+
+def _fmt(value: Any) -> str:
+    return f"{value:.4f}" if isinstance(value, int | float) and not isinstance(value, bool) else ""
+
+
+def _markdown(report: Mapping[str, Any], pngs: Sequence[tuple[str, str]]) -> str:
+    systems = report["systems"]
+    metrics = [m for m in METRIC_LABELS if any(m in s for s in systems.values())]
+    lines = [f"# {report.get('title', 'Evaluation report')}", ""]
+    lines.append(f"Test split: `{report.get('test_file')}`, {report.get('examples')} examples, "
+                 f"{report.get('source_language')} -> {report.get('target_language')}; embedding similarity under "
+                 f"`{report.get('encoder') or 'none'}`; thinking {'on' if report.get('thinking') else 'off'}.")
+    if report.get("base"):
+        lines.append(f"Drift is measured against `{report.get('base_model')}` (system `{report['base']}`) on "
+                     f"{report.get('drift_passages')} CMRC passages.")
+    lines += ["", "| system | " + " | ".join(METRIC_LABELS[m] for m in metrics) + " |",
+              "|---|" + "---|" * len(metrics)]
+    for name, vals in systems.items():
+        lines.append(f"| {name} | " + " | ".join(_fmt(vals.get(m)) for m in metrics) + " |")
+    lines += ["", "BLEU, chrF++, ROUGE-L, similarity and consistency on a 0-1 scale; CMRC on 0-100."]
+    sigs = report.get("signatures") or {}
+    if sigs:
+        lines += ["", "sacrebleu signatures:", ""]
+        lines += [f"- {k}: `{v}`" for k, v in sigs.items()]
+    ints = report.get("intervals") or {}
+    if any(ints.values()):
+        lines += ["", "95% bootstrap intervals (sacrebleu's for BLEU/chrF++, percentile for ROUGE-L):", ""]
+        lines += [f"- {n}: " + ", ".join(f"{k} [{v['low']:.4f}, {v['high']:.4f}]" for k, v in c.items())
+                  for n, c in ints.items() if c]
+    sig = report.get("significance")
+    if sig and sig.get("systems"):
+        lines += ["", f"Paired tests against `{sig['reference']}` (difference = system - reference):", "",
+                  "| system | metric | difference | p (paired bootstrap) | p (approx. randomisation) |",
+                  "|---|---|---|---|---|"]
+        for name, per_metric in sig["systems"].items():
+            for metric, r in per_metric.items():
+                lines.append(f"| {name} | {METRIC_LABELS.get(metric, metric)} | {r['difference']:+.4f} | "
+                             f"{r['p_value_bootstrap']:.4f} | {r['p_value_ar']:.4f} |")
+    for name, gaps in (report.get("missing") or {}).items():
+        lines.append(f"\n- {name} lacks " + "; ".join(gaps))
+    lines += [""] + [f"![{title}]({file})" for file, title in pngs]
+    return "\n".join(lines) + "\n"
+
+
+def _quality_vs_tax(report: Mapping[str, Any], path: Path) -> None:
     import matplotlib.pyplot as plt
 
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "report.json").write_text(json.dumps({"systems": systems}, indent=2, ensure_ascii=False) + "\n",
-                                     encoding="utf-8")
-    metrics = [m for m in METRIC_LABELS if any(m in s for s in systems.values())]
-    lines = [f"# {title}", "", "| system | " + " | ".join(METRIC_LABELS[m] for m in metrics) + " |",
-             "|---|" + "---|" * len(metrics)]
-    for name, vals in systems.items():
-        cells = [f"{vals[m]:.4f}" if isinstance(vals.get(m), int | float) else "" for m in metrics]
-        lines.append(f"| {name} | " + " | ".join(cells) + " |")
-    cis = {n: v["ci95"] for n, v in systems.items() if "ci95" in v}
-    if cis:
-        lines += ["", "95% bootstrap intervals:", ""]
-        lines += [f"- {n}: " + ", ".join(f"{k} [{lo:.4f}, {hi:.4f}]" for k, (lo, hi) in c.items()) for n, c in cis.items()]
-    lines += ["", "![quality vs alignment tax](quality_vs_tax.png)", "", "![metrics](metric_bars.png)"]
-    files = {"json": str(out / "report.json"), "markdown": str(out / "report.md")}
+    systems, base = report["systems"], report.get("base")
+    base_f1 = systems.get(base, {}).get("cmrc_f1") if base else None
 
-    # quality against alignment tax
-    fig, axes = plt.subplots(1, 2, figsize=(10, 4))
-    for ax, (tax, label) in zip(axes, (("cmrc_f1", "CMRC F1 (higher = less tax)"),
-                                       ("nll_increase_mean", "OOD NLL increase (lower = less drift)")), strict=True):
-        for name, vals in systems.items():
-            if tax in vals and task_metric in vals:
-                ax.scatter(vals[tax], vals[task_metric], s=60)
-                ax.annotate(name, (vals[tax], vals[task_metric]), textcoords="offset points", xytext=(5, 5))
-        ax.set_xlabel(label)
-        ax.set_ylabel(METRIC_LABELS.get(task_metric, task_metric))
-        ax.grid(alpha=0.3)
-    fig.suptitle("Task quality against alignment tax (one point per run)")
+    def tax(name: str, kind: str) -> float | None:
+        vals = systems[name]
+        if kind == "drift":
+            return 0.0 if name == base else vals.get("nll_increase_mean")
+        if base_f1 is None or "cmrc_f1" not in vals:
+            return None
+        return base_f1 - vals["cmrc_f1"]
+
+    fig, axes = plt.subplots(2, 2, figsize=(10, 8), squeeze=False)
+    xlabels = {"drift": "OOD NLL increase vs base (drift; lower = less tax)",
+               "cmrc": "CMRC F1 drop vs base (lower = less tax)"}
+    for row, quality in enumerate(("bleu", "chrf")):
+        for col, kind in enumerate(("drift", "cmrc")):
+            ax = axes[row][col]
+            points = [(n, tax(n, kind), systems[n].get(quality)) for n in systems]
+            points = [(n, x, y) for n, x, y in points if x is not None and y is not None]
+            for i, (n, x, y) in enumerate(points):
+                ax.scatter(x, y, s=60, color=f"C{i}")
+                ax.annotate(n, (x, y), textcoords="offset points", xytext=(5, 5))
+            if not points:
+                ax.text(0.5, 0.5, "no base system (base_model) with this measure", ha="center", va="center",
+                        transform=ax.transAxes)
+            ax.margins(0.15)  # room for the labels
+            ax.set_xlabel(xlabels[kind])
+            ax.set_ylabel(METRIC_LABELS[quality])
+            ax.grid(alpha=0.3)
+    fig.suptitle("Task quality against alignment tax (one point per system)")
     fig.tight_layout()
-    fig.savefig(out / "quality_vs_tax.png", dpi=110)
+    fig.savefig(path, dpi=110)
     plt.close(fig)
-    files["quality_vs_tax"] = str(out / "quality_vs_tax.png")
 
-    # one bar group per metric
-    cols = min(4, len(metrics))
-    rows = -(-len(metrics) // cols)
+
+def _metric_bars(systems: Mapping[str, Mapping[str, Any]], path: Path) -> None:
+    import matplotlib.pyplot as plt
+
+    metrics = [m for m in METRIC_LABELS if any(isinstance(s.get(m), int | float) for s in systems.values())]
+    cols = max(1, min(4, len(metrics)))
+    rows = max(1, -(-len(metrics) // cols))
     fig, axes = plt.subplots(rows, cols, figsize=(2.6 * cols, 2.6 * rows), squeeze=False)
     for ax in axes.flat[len(metrics):]:
         ax.axis("off")
-    for ax, m in zip(axes.flat, metrics):
+    for ax, m in zip(axes.flat, metrics, strict=False):
         names = [n for n in systems if isinstance(systems[n].get(m), int | float)]
         ax.bar(range(len(names)), [systems[n][m] for n in names], color=[f"C{i}" for i in range(len(names))])
         ax.set_xticks(range(len(names)), names, rotation=45, ha="right", fontsize=7)
         ax.set_title(METRIC_LABELS[m], fontsize=8)
     fig.tight_layout()
-    fig.savefig(out / "metric_bars.png", dpi=110)
+    fig.savefig(path, dpi=110)
     plt.close(fig)
-    files["metric_bars"] = str(out / "metric_bars.png")
 
+
+def _drift_hist(drift: Mapping[str, np.ndarray], path: Path) -> None:
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 3.6))
+    values = np.concatenate([v for v in drift.values() if v.size] or [np.zeros(1)])
+    lo, hi = np.percentile(values, [0.5, 99.5])
+    bins = np.linspace(min(lo, -0.1), max(hi, 0.1), 50)
+    for name, inc in drift.items():
+        ax.hist(inc, bins=bins, alpha=0.5, label=f"{name} (mean {inc.mean() if inc.size else 0:+.3f})")
+    ax.axvline(0, color="k", lw=0.8)
+    ax.set_xlabel("per-token NLL increase vs base (OOD text)")
+    ax.set_ylabel("tokens")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def _reward_curve(curve: Sequence[Mapping[str, float]], path: Path) -> None:
+    import matplotlib.pyplot as plt
+
+    steps = [r["step"] for r in curve]
+    components = sorted({k for r in curve for k in r} - {"step", "reward_mean"})
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+    axes[0].plot(steps, [r["reward_mean"] for r in curve], marker="o", color="k")
+    axes[0].set_title("GRPO reward (batch mean)")
+    for i, comp in enumerate(components):
+        pts = [(r["step"], r[comp]) for r in curve if comp in r]
+        axes[1].plot([p[0] for p in pts], [p[1] for p in pts], marker=".", label=comp, color=f"C{i}")
+    axes[1].set_title("reward components (batch means)")
+    if components:
+        axes[1].legend(fontsize=7)
+    for ax in axes:
+        ax.set_xlabel("step")
+        ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def write_report(report: Mapping[str, Any], out_dir: str | Path, drift: Mapping[str, np.ndarray] | None = None,
+                 reward_curve: Sequence[Mapping[str, float]] | None = None) -> dict[str, str]:
+    """Write the report files into ``out_dir``; report.json last. Returns {kind: path}."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    pngs = [("quality_vs_tax.png", "quality vs alignment tax"), ("metric_bars.png", "metrics")]
+    _quality_vs_tax(report, out / "quality_vs_tax.png")
+    _metric_bars(report["systems"], out / "metric_bars.png")
     if drift:
-        fig, ax = plt.subplots(figsize=(6, 3.6))
-        values = np.concatenate([v for v in drift.values() if v.size] or [np.zeros(1)])
-        lo, hi = np.percentile(values, [0.5, 99.5]) if values.size else (-1, 1)
-        bins = np.linspace(min(lo, -0.1), max(hi, 0.1), 50)
-        for name, inc in drift.items():
-            ax.hist(inc, bins=bins, alpha=0.5, label=f"{name} (mean {inc.mean() if inc.size else 0:+.3f})")
-        ax.axvline(0, color="k", lw=0.8)
-        ax.set_xlabel("per-token NLL increase vs base (OOD text)")
-        ax.set_ylabel("tokens")
-        ax.legend(fontsize=8)
-        fig.tight_layout()
-        fig.savefig(out / "drift_distributions.png", dpi=110)
-        plt.close(fig)
-        files["drift"] = str(out / "drift_distributions.png")
-        lines.append("\n![drift](drift_distributions.png)")
-    (out / "report.md").write_text("\n".join(lines) + "\n", encoding="utf-8")
+        _drift_hist(drift, out / "drift_distributions.png")
+        pngs.append(("drift_distributions.png", "drift"))
+    if reward_curve:
+        _reward_curve(reward_curve, out / "reward_curve.png")
+        pngs.append(("reward_curve.png", "reward curve"))
+    (out / "report.md").write_text(_markdown(report, pngs), encoding="utf-8")
+    (out / "report.json").write_text(json.dumps(report, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    files = {"json": str(out / "report.json"), "markdown": str(out / "report.md")}
+    files.update({Path(f).stem: str(out / f) for f, _ in pngs})
     return files
