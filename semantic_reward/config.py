@@ -26,6 +26,7 @@ __all__ = [
     "LengthReference",
     "Mode",
     "RepetitionPenaltyConfig",
+    "ReasoningConfig",
     "SemanticRewardConfig",
     "ServiceBackend",
     "ServiceConfig",
@@ -158,6 +159,28 @@ class LengthPenaltyConfig(Settings):
 
 
 @dataclass(frozen=True)
+class ReasoningConfig(Settings):
+    """A leading reasoning block (Qwen3's ``<think>...</think>``) is not part of the answer.
+
+    With ``strip`` on, the block is removed before both terms are computed (its tags would
+    otherwise count as Latin units and fail the language check), and its length in
+    characters is reported as the ``reasoning_length`` component.
+    """
+
+    SECTION = "reasoning"
+    WHAT = WHAT
+
+    strip: bool = True
+    open_tag: str = "<think>"
+    close_tag: str = "</think>"
+
+    def validate(self) -> None:
+        for name in ("open_tag", "close_tag"):
+            if not getattr(self, name).strip():
+                self.fail(name, "must be a non-empty tag")
+
+
+@dataclass(frozen=True)
 class RepetitionPenaltyConfig(Settings):
     """SG-SRL penalty on the repeated n-gram ratio above ``threshold``."""
 
@@ -195,6 +218,7 @@ class SemanticRewardConfig(Settings):
     hybrid_weight: float = setting(0.5, ge=0, le=1)
     length_penalty: LengthPenaltyConfig = setting(default_factory=LengthPenaltyConfig)
     repetition_penalty: RepetitionPenaltyConfig = setting(default_factory=RepetitionPenaltyConfig)
+    reasoning: ReasoningConfig = setting(default_factory=ReasoningConfig)
     encoder: EncoderConfig = setting(default_factory=EncoderConfig)
     service: ServiceConfig = setting(default_factory=ServiceConfig)
 

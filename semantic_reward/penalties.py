@@ -8,7 +8,6 @@ the project counts. ``text_units`` is re-exported here for older importers.
 from __future__ import annotations
 
 import math
-import statistics
 from collections.abc import Sequence
 
 from .text import text_units
@@ -19,7 +18,6 @@ __all__ = [
     "repeated_ngram_ratio",
     "repetition_penalty",
     "length_penalty",
-    "batch_median_length_penalties",
 ]
 
 
@@ -54,9 +52,3 @@ def length_penalty(length: int, reference_length: float, start: float = 2.5, ful
     return ramp(length / max(float(reference_length), 1.0), start, full)
 
 
-def batch_median_length_penalties(lengths: Sequence[int], start: float = 2.5, full: float = 5.0) -> list[float]:
-    """The follow-up's variant: each length against the batch median length."""
-    if not lengths:
-        return []
-    median = statistics.median(lengths)
-    return [length_penalty(n, median, start, full) for n in lengths]

@@ -43,6 +43,7 @@ REWARD_KEYS: tuple[str, ...] = (
     "repeated_ngram_ratio",
     "length_ratio",
     "is_empty",
+    "reasoning_length",
 )
 """Keys of every reward result, always all present (verl needs the same keys per sample)."""
 
@@ -197,4 +198,5 @@ def reward_components(
         "repeated_ngram_ratio": float(ratio),
         "length_ratio": float(length_ratio),
         "is_empty": 0.0,
+        "reasoning_length": 0.0,
     }

@@ -11,7 +11,6 @@ encoded: an output written with the non-breaking tsheg scores as the ordinary on
 
 from __future__ import annotations
 
-import asyncio
 import statistics
 import threading
 from collections import deque
@@ -23,7 +22,7 @@ import numpy as np
 from .config import SemanticRewardConfig
 from .languages import LanguageRegistry
 from .reward_math import cosine_similarity, empty_components, is_empty_output, reward_components
-from .text import normalize, pretokenize, text_units
+from .text import normalize, pretokenize, strip_reasoning, text_units
 
 __all__ = ["SemanticScorer", "DataError"]
 
@@ -127,12 +126,24 @@ class SemanticScorer:
             length_basis=basis,
         )
 
-    @staticmethod
-    def _as_text(response: Any) -> str:
-        """The normalised output text (None is empty; other objects are formatted)."""
+    def _as_text(self, response: Any) -> tuple[str, int]:
+        """The normalised answer (None is empty; other objects are formatted) and its reasoning's length.
+
+        A leading reasoning block is cut off first when ``reasoning.strip`` is on, so
+        neither term sees it; an unclosed block leaves no answer (scored as empty).
+        """
         if not isinstance(response, str):
             response = "" if response is None else str(response)
-        return normalize(response)
+        reasoning = 0
+        cfg = self.config.reasoning
+        if cfg.strip:
+            response, reasoning = strip_reasoning(response, cfg.open_tag, cfg.close_tag)
+        return normalize(response), reasoning
+
+    @staticmethod
+    def _with_reasoning(result: dict[str, float], reasoning: int) -> dict[str, float]:
+        result["reasoning_length"] = float(reasoning)
+        return result
 
     @staticmethod
     def _normalized(text: Any) -> Any:
@@ -144,18 +155,18 @@ class SemanticScorer:
         self, response: Any, reference: Any = None, source: Any = None, language: str | None = None
     ) -> dict[str, float]:
         """Score one output (the per-trajectory path verl drives concurrently)."""
-        response = self._as_text(response)
+        response, reasoning = self._as_text(response)
         reference, source = self._normalized(reference), self._normalized(source)
         texts, flags = self._texts(response, reference, source)
         if language is not None:
             self.languages.get(language)  # unknown per-row language: fail with the list of known ones
         if is_empty_output(response):
-            return empty_components(self.config)
+            return self._with_reasoning(empty_components(self.config), reasoning)
         if self.lexical:
             sims = self._lexical(texts)
         else:
             sims = self._cosines(await self.service.embed(texts, flags))
-        return self._finish(response, sims, reference, source, language)
+        return self._with_reasoning(self._finish(response, sims, reference, source, language), reasoning)
 
     def score_batch(
         self,
@@ -173,26 +184,24 @@ class SemanticScorer:
             raise ValueError("responses, references, sources and languages must have the same length")
         plans, all_texts, all_flags = [], [], []
         for response, reference, source in zip(responses, references, sources, strict=True):
-            response = self._as_text(response)
+            response, reasoning = self._as_text(response)
             texts, flags = self._texts(response, reference, source)
             if is_empty_output(response):
-                plans.append((response, None))
+                plans.append((response, reasoning, None))
                 continue
-            plans.append((response, (len(all_texts), len(texts))))
+            plans.append((response, reasoning, (len(all_texts), len(texts))))
             all_texts.extend(texts)
             all_flags.extend(flags)
         vectors = self.service.embed_sync(all_texts, all_flags) if all_texts and not self.lexical else None
         results = []
-        for (response, span), reference, source, language in zip(plans, references, sources, languages, strict=True):
+        for (response, reasoning, span), reference, source, language in zip(
+            plans, references, sources, languages, strict=True
+        ):
             if span is None:
-                results.append(empty_components(self.config))
+                results.append(self._with_reasoning(empty_components(self.config), reasoning))
                 continue
             start, count = span
             pair = all_texts[start : start + count]
             sims = self._lexical(pair) if self.lexical else self._cosines(vectors[start : start + count])
-            results.append(self._finish(response, sims, reference, source, language))
+            results.append(self._with_reasoning(self._finish(response, sims, reference, source, language), reasoning))
         return results
-
-    def score_sync(self, response: Any, reference: Any = None, source: Any = None, language: str | None = None):
-        """Blocking single-sample form, for scripts and notebooks."""
-        return asyncio.run(self.score(response, reference, source, language))

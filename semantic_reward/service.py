@@ -27,7 +27,7 @@ import json
 import logging
 import os
 import threading
-from typing import Any, Protocol
+from typing import Any
 
 import numpy as np
 
@@ -36,7 +36,6 @@ from .config import EncoderConfig, SemanticRewardConfig, ServiceConfig
 from .encoders import CachedEncoder, EncoderBackend, EncoderError, SentenceTransformerEncoder, check_model, short_error
 
 __all__ = [
-    "EmbeddingService",
     "LocalEmbeddingService",
     "RayEmbeddingService",
     "EmbeddingActor",
@@ -46,14 +45,6 @@ __all__ = [
 ]
 
 logger = logging.getLogger(__name__)
-
-
-class EmbeddingService(Protocol):
-    async def embed(self, texts: list[str], cacheable: list[bool] | None = None) -> np.ndarray: ...
-
-    def embed_sync(self, texts: list[str], cacheable: list[bool] | None = None) -> np.ndarray: ...
-
-    def stats(self) -> dict[str, Any]: ...
 
 
 class LocalEmbeddingService:

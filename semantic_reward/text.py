@@ -158,7 +158,7 @@ _THINK_OPEN = "<think>"
 _THINK_CLOSE = "</think>"
 
 
-def strip_reasoning(text: str) -> tuple[str, int]:
+def strip_reasoning(text: str, open_tag: str = _THINK_OPEN, close_tag: str = _THINK_CLOSE) -> tuple[str, int]:
     """Remove a leading reasoning block; returns (answer, characters removed).
 
     - ``<think>...</think> answer`` -> the answer;
@@ -169,14 +169,14 @@ def strip_reasoning(text: str) -> tuple[str, int]:
     A ``<think>`` later in the text is not a leading block and stays in the answer.
     """
     stripped = text.lstrip()
-    if stripped.startswith(_THINK_OPEN):
-        end = stripped.find(_THINK_CLOSE, len(_THINK_OPEN))
+    if stripped.startswith(open_tag):
+        end = stripped.find(close_tag, len(open_tag))
         if end < 0:
             return "", len(text)
-        answer = stripped[end + len(_THINK_CLOSE):]
+        answer = stripped[end + len(close_tag):]
         return answer, len(text) - len(answer)
-    end = text.find(_THINK_CLOSE)
-    if end >= 0 and _THINK_OPEN not in text[:end]:
-        answer = text[end + len(_THINK_CLOSE):]
+    end = text.find(close_tag)
+    if end >= 0 and open_tag not in text[:end]:
+        answer = text[end + len(close_tag):]
         return answer, len(text) - len(answer)
     return text, 0

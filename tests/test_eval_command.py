@@ -7,6 +7,8 @@ import sys
 from pathlib import Path
 
 import pytest
+
+from semantic_reward.text import SEGMENTER
 import yaml
 
 from semantic_reward.config import ConfigError
@@ -88,7 +90,7 @@ def test_command_on_generation_files(eval_inputs, minilm_path, tmp_path):
     assert report["systems"]["cold_start"]["cmrc_em"] == 100.0
     assert report["systems"]["grpo"]["bleu"] > report["systems"]["cold_start"]["bleu"]
     assert report["signatures"]["bleu"] == direct["bleu"].signature and "tok:none" in report["signatures"]["bleu"]
-    assert report["signatures"]["segmentation"] == "tibetan-syllables"
+    assert report["signatures"]["segmentation"] == SEGMENTER.signature()
     sig = paired_significance(("cold_start", eval_inputs["hyps"]["cold_start"][:10]),
                               [("grpo", eval_inputs["hyps"]["grpo"][:10])], refs, "bo", 100, 300)
     assert report["significance"] == sig and report["significance"]["reference"] == "cold_start"

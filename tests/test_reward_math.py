@@ -8,7 +8,6 @@ import pytest
 from semantic_reward.config import SemanticRewardConfig
 from semantic_reward.languages import UnitShare
 from semantic_reward.penalties import (
-    batch_median_length_penalties,
     length_penalty,
     ramp,
     repeated_ngram_ratio,
@@ -92,9 +91,6 @@ def test_ramps_and_penalties_by_hand():
     # 30 units against a reference of 8: ratio 3.75 -> halfway between 2.5 and 5.0
     assert length_penalty(30, 8) == pytest.approx(0.5)
     assert length_penalty(5, 0) == pytest.approx(1.0)  # empty reference counts as length 1
-    # median of [2, 4, 4, 20] is 4: 20/4 = 5.0 -> full penalty; others none
-    assert batch_median_length_penalties([2, 4, 4, 20]) == [0.0, 0.0, 0.0, 1.0]
-    assert batch_median_length_penalties([]) == []
 
 
 def test_gated_combination_by_hand():

@@ -190,3 +190,37 @@ def test_empty_output_is_never_the_best_choice(settings):
     assert all(r["is_empty"] == 1.0 and r["score"] == low for r in empties)
     assert all(r["is_empty"] == 0.0 and r["score"] >= low for r in attempts)
     assert max(r["score"] for r in attempts) > low
+
+
+@pytest.mark.parametrize(
+    "wrapped",
+    [
+        "<think>\n\n</think>\n\n" + BO,  # Qwen3's empty block (enable_thinking off)
+        "<think>\nThe user wants Tibetan. 先想一想 ... བཀྲ་ཤིས</think>\n" + BO,  # a filled block in other scripts
+        "reasoning without an opening tag</think>" + BO,  # the template opened the block in the prompt
+    ],
+)
+def test_a_perfect_answer_behind_a_think_block_scores_what_the_bare_answer_scores(wrapped):
+    scorer, _ = make()
+    bare = asyncio.run(scorer.score(BO, reference=BO))
+    res = asyncio.run(scorer.score(wrapped, reference=BO))
+    assert bare["score"] == pytest.approx(2.5) and bare["reasoning_length"] == 0.0
+    assert {k: v for k, v in res.items() if k != "reasoning_length"} == pytest.approx(
+        {k: v for k, v in bare.items() if k != "reasoning_length"})
+    assert res["reasoning_length"] == wrapped.index("</think>") + len("</think>")  # the block, tags included
+    (batch,) = scorer.score_batch([wrapped], references=[BO])
+    assert batch == pytest.approx(res)
+
+
+def test_think_block_handling_is_configurable():
+    off, _ = make(reasoning={"strip": False})
+    res = asyncio.run(off.score("<think>\n\n</think>\n\n" + BO, reference=BO))
+    assert res["language_reward"] == 0.0 and res["reasoning_length"] == 0.0  # the tags count as Latin units
+    custom, _ = make(reasoning={"open_tag": "<reasoning>", "close_tag": "</reasoning>"})
+    res = asyncio.run(custom.score("<reasoning>x</reasoning>" + BO, reference=BO))
+    assert res["score"] == pytest.approx(2.5) and res["reasoning_length"] == len("<reasoning>x</reasoning>")
+    # an unclosed block is no answer: scored as empty, at the bottom of the range
+    res = asyncio.run(custom.score("<reasoning>still thinking " + BO, reference=BO))
+    assert res["is_empty"] == 1.0 and res["score"] == custom.config.reward_range[0]
+    with pytest.raises(Exception, match="reasoning.open_tag"):
+        make(reasoning={"open_tag": " "})

@@ -24,8 +24,8 @@ import numpy as np
 from sacrebleu.metrics import BLEU, CHRF
 from sacrebleu.significance import PairedTest
 
-from ..languages import LanguageRegistry, canonical_language, script_share
-from .tokenize import bleu_tokenizer, pretokenize, rouge_units
+from ..languages import DEFAULT_PURITY, LanguageRegistry, passes_language, unit_share
+from ..text import SEGMENTER, normalize, pretokenize
 
 __all__ = ["bleu", "chrf", "lcs_length", "rouge_l", "rouge_l_corpus", "language_consistency", "Interval",
            "SacreScore", "sacrebleu_scores", "paired_significance", "segmentation", "rouge_l_interval"]
@@ -33,26 +33,26 @@ __all__ = ["bleu", "chrf", "lcs_length", "rouge_l", "rouge_l_corpus", "language_
 SACREBLEU_METRICS = ("bleu", "chrf")
 
 
-# --- the one place that calls the segmentation (evaluation/tokenize.py today) -------------------------------
+# --- the one place that calls the segmentation (semantic_reward.text, the reward's own units) ------------------
 def _segmented(texts: Sequence[str], language: str) -> list[str]:
-    """Texts as sacrebleu should see them: Tibetan as space-separated syllables, others unchanged."""
-    return [pretokenize(t, language) for t in texts]
+    """Texts as sacrebleu should see them: the reward's units joined by spaces (``tokenize="none"`` after)."""
+    return [pretokenize(t) for t in texts]
 
 
 def _rouge_units(text: str, language: str) -> list[str]:
-    return rouge_units(text, language)
+    return SEGMENTER(text)
 
 
 def segmentation(language: str) -> str:
-    """What ran before sacrebleu's own tokeniser (stored beside its signature)."""
-    return "tibetan-syllables" if canonical_language(language) == "tibetan" else "none"
+    """What ran before sacrebleu's own tokeniser (stored beside its signature): the same for every language."""
+    return SEGMENTER.signature()
 # -------------------------------------------------------------------------------------------------------------
 
 
 def _metric(name: str, language: str) -> BLEU | CHRF:
     """A fresh sacrebleu metric: BLEU-4 with the language's tokeniser, or chrF++ (word n-grams up to 2)."""
     if name == "bleu":
-        return BLEU(tokenize=bleu_tokenizer(language))
+        return BLEU(tokenize="none")
     if name == "chrf":
         return CHRF(word_order=2)
     raise ValueError(f"unknown sacrebleu metric {name!r}; known: {SACREBLEU_METRICS}")
@@ -191,8 +191,8 @@ def rouge_l_interval(hyps: Sequence[str], refs: Sequence[str], language: str, n_
                     float(res.bootstrap_distribution.mean()))
 
 
-def language_consistency(hyps: Sequence[str], language: str, purity: float = 0.9) -> float:
-    """Share of outputs whose letters are at least ``purity`` in the target script (the reward's R_lang)."""
+def language_consistency(hyps: Sequence[str], language: str, purity: float = DEFAULT_PURITY) -> float:
+    """Share of outputs that pass the reward's own language check (R_lang = 1), on normalised text."""
     scripts = LanguageRegistry().get(language).scripts
-    ok = [s.total_letters > 0 and s.share >= purity for s in (script_share(h, scripts) for h in hyps)]
+    ok = [passes_language(unit_share(normalize(h), scripts), purity) for h in hyps]
     return float(np.mean(ok)) if ok else 0.0

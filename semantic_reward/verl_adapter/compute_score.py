@@ -24,7 +24,7 @@ from typing import Any
 from ..config import ConfigError, SemanticRewardConfig
 from ..encoders import EncoderError, check_device, check_model
 from ..scorer import SemanticScorer
-from .keys import LANGUAGE_KEY, SOURCE_KEY
+from ..keys import LANGUAGE_KEY, SOURCE_KEY
 
 __all__ = ["compute_score", "get_scorer", "validate_reward_kwargs"]
 

@@ -23,7 +23,7 @@ from verl.experimental.reward_loop.reward_manager.base import RewardManagerBase
 from ..config import ConfigError, SemanticRewardConfig
 from ..encoders import EncoderError
 from ..scorer import SemanticScorer
-from .keys import LANGUAGE_KEY, SOURCE_KEY
+from ..keys import LANGUAGE_KEY, SOURCE_KEY
 
 __all__ = ["SemanticRewardManager", "settings_from_verl_config"]
 
