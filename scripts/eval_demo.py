@@ -32,13 +32,18 @@ def main(argv=None) -> int:
     ap.add_argument("--cmrc-questions", type=int, default=24)
     ap.add_argument("--drift-passages", type=int, default=24)
     ap.add_argument("--max-new-tokens", type=int, default=32)
-    ap.add_argument("--encoder", default="packaged-minilm", help="encoder for the embedding-similarity column")
+    ap.add_argument("--encoder", default=None,
+                    help="encoder for the embedding-similarity column (default: the packaged English MiniLM)")
     ap.add_argument("--judge-url", help="OpenAI-compatible endpoint for the pairwise judge (optional)")
     ap.add_argument("--judge-model", default="judge")
     ap.add_argument("--bootstrap", type=int, default=500)
     ap.add_argument("--base-steps", type=int, default=300)
     ap.add_argument("--sft-steps", type=int, default=200)
     args = ap.parse_args(argv)
+    if args.encoder is None:
+        from tiny_models import packaged_minilm_path
+
+        args.encoder = packaged_minilm_path()
     news, cmrc_file = args.data_dir / "bo_zh_news.jsonl", args.data_dir / "cmrc2018_dev_sample.jsonl"
     if not news.exists() or not cmrc_file.exists():
         print(f"skipped: {news} or {cmrc_file} is absent; this demo needs ../shared/data beside the project",
@@ -51,7 +56,7 @@ def main(argv=None) -> int:
     from semantic_reward.evaluation.generate import generate, write_generations
     from semantic_reward.evaluation.metrics import bleu, paired_bootstrap
     from semantic_reward.evaluation.report import write_report
-    from semantic_reward.tiny_policy import build_tiny_policy, train_causal_lm
+    from tiny_models import build_tiny_policy, train_causal_lm
 
     start = time.perf_counter()
     result = build(BuildConfig.from_mapping({"direction": "zh-bo", "input": {"paths": [str(news)]}}), progress=False)

@@ -26,18 +26,81 @@ def _env(platform: str | None) -> dict:
     return env
 
 
-def test_cpu_platform_changes_nothing_unless_selected():
-    code = ("import verl, torch.distributed as d\n"
-            "from verl.plugin.platform.platform_manager import PlatformRegistry\n"
-            "print(getattr(d.init_process_group, '_semantic_reward_cpu', False), PlatformRegistry.get('cpu') is not None)")
-    off = subprocess.run([sys.executable, "-c", code], env=_env(None), capture_output=True, text=True, timeout=300)
-    on = subprocess.run([sys.executable, "-c", code], env=_env("cpu"), capture_output=True, text=True, timeout=300)
-    assert off.stdout.split() == ["False", "True"]  # registered, but inactive
-    assert on.stdout.split() == ["True", "True"]
+_PROBE = """
+import json, sys
+import verl, torch.distributed as d
+from verl.plugin.platform.platform_manager import PlatformRegistry
+from verl.workers.engine.base import EngineRegistry
+from verl.workers.rollout.base import _ROLLOUT_REGISTRY
+from verl.experimental.reward_loop.reward_manager.registry import REWARD_MANAGER
+print(json.dumps({
+    "cpu_platform": PlatformRegistry.get("cpu") is not None,
+    "patched": bool(getattr(d.init_process_group, "_semantic_reward_cpu", False)),
+    "cpu_engines": any("cpu" in r for b in EngineRegistry._engines.values() for r in b.values()),
+    "hf_rollout": _ROLLOUT_REGISTRY.get(("hf", "async")),
+    "hf_module_loaded": "semantic_reward.verl_cpu.hf_rollout" in sys.modules,
+    "verl_cpu_loaded": any(m.startswith("semantic_reward.verl_cpu") for m in sys.modules),
+    "semantic_manager": "semantic" in REWARD_MANAGER,
+}))
+"""
+
+
+def _probe(**env) -> dict:
+    import json
+
+    proc = subprocess.run([sys.executable, "-c", _PROBE], env={**_env(None), **env}, capture_output=True, text=True,
+                          timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def test_both_plugins_are_declared_and_installed_as_separate_entry_points():
+    import tomllib
+    from importlib.metadata import entry_points
+
+    declared = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["entry-points"]["verl.plugins"]
+    assert declared == {"semantic_reward": "semantic_reward.verl_adapter.plugin",
+                        "semantic_reward_cpu": "semantic_reward.verl_cpu.plugin"}
+    installed = {ep.name: ep.value for ep in entry_points(group="verl.plugins")}
+    for name, target in declared.items():  # verl swallows a failed plugin at DEBUG level: check it is there
+        assert installed.get(name) == target, f"entry point {name} not installed: run pip install -e . again"
+
+
+def test_cpu_plugin_registers_names_but_patches_nothing_unless_selected():
+    off = _probe()
+    assert off["cpu_platform"] and off["semantic_manager"]
+    assert off["hf_rollout"] == "semantic_reward.verl_cpu.hf_rollout.HFServerAdapter"
+    assert not off["patched"] and not off["cpu_engines"]  # torch and verl untouched without VERL_PLATFORM=cpu
+    assert not off["hf_module_loaded"]  # the rollout is imported only when a config names it
+
+    on = _probe(VERL_PLATFORM="cpu")
+    assert on["patched"] and on["cpu_engines"] and on["cpu_platform"] and on["semantic_manager"]
+
+
+def test_reward_plugin_loads_without_the_cpu_plugin():
+    gpu_user = _probe(VERL_USE_EXTERNAL_PLUGINS="semantic_reward")
+    assert gpu_user["semantic_manager"]
+    assert not gpu_user["verl_cpu_loaded"] and not gpu_user["cpu_platform"] and gpu_user["hf_rollout"] is None
+
+
+def test_patches_refuse_another_verl_version(monkeypatch, caplog):
+    import verl
+
+    from semantic_reward.verl_cpu import patches, plugin
+
+    with pytest.raises(patches.VerlVersionError, match=r"verl 0\.9\.1.*verl 9\.9\.9 is installed"):
+        patches.check_verl_version("9.9.9")
+    monkeypatch.setattr(verl, "__version__", "9.9.9")
+    monkeypatch.delenv("VERL_PLATFORM", raising=False)
+    plugin.load()  # not selected: left out quietly, nothing raised
+    monkeypatch.setenv("VERL_PLATFORM", "cpu")
+    with caplog.at_level("ERROR"), pytest.raises(patches.VerlVersionError):
+        plugin.load()
+    assert any("VERL_PLATFORM=cpu cannot be used" in r.getMessage() for r in caplog.records)
 
 
 def test_cold_start_recipe_trains_checkpoints_and_resumes_on_cpu(tmp_path, news_pairs):
-    from semantic_reward.tiny_policy import build_tiny_policy
+    from tiny_models import build_tiny_policy
 
     data = tmp_path / "data"
     assert data_tools_main(["mt", "--input", str(SHARED_DATA / "bo_zh_news.jsonl"), "--out", str(data), "--quiet"]) == 0
