@@ -36,6 +36,8 @@ from verl.workers.rollout.replica import RolloutReplica, TokenOutput
 
 from semantic_reward.config import ConfigError, build_dataclass
 
+from .patches import cpu_selected
+
 __all__ = ["HFEngineSettings", "HFRolloutServer", "HFReplica", "HFServerAdapter", "WeightUpdateError",
            "load_full_weights", "load_lora_adapter", "server_name"]
 
@@ -243,6 +245,10 @@ class HFReplica(RolloutReplica):
         model_path = _get(self.model_config, "local_path") or _get(self.model_config, "path")
         engine = build_dataclass(HFEngineSettings, _get(_get(self.config, "engine_kwargs", {}), "hf", None) or {},
                                  prefix="engine_kwargs.hf.", what="rollout setting")
+        if torch_dtype(self.config.dtype) != torch.float32 and cpu_selected():
+            logger.warning("hf rollout on the CPU platform with rollout.dtype=%s: set actor_rollout_ref.rollout."
+                           "dtype=float32 (and fp32 training) or rollout log-probs drift from the actor's",
+                           self.config.dtype)
         server = ray.remote(HFRolloutServer).options(
             name=name, num_cpus=engine.num_threads, max_concurrency=256, get_if_exists=True
         ).remote(str(model_path), self.config.prompt_length, self.config.response_length, str(self.config.dtype),
