@@ -22,6 +22,10 @@ CPU_OVERRIDES = [
 # GRPO with LoRA on verl's V1 trainer (the quickstart recipe runs the legacy one).
 V1_LORA = ["trainer.use_v1=true", "actor_rollout_ref.model.lora_rank=8", "actor_rollout_ref.model.lora_alpha=16",
            "transfer_queue.backend.SimpleStorage.num_data_storage_units=1"]
+# A tiny policy after a short cold start earns almost no reward, so GRPO's advantages are ~0 and the policy
+# would barely move; an entropy bonus and a large step size move it every step, so a rollout that missed an
+# update would show in its log-probs.
+MOVE = ["actor_rollout_ref.actor.entropy_coeff=0.01", "actor_rollout_ref.actor.optim.lr=0.01"]
 
 
 def _bf16_exact(x: float) -> bool:
@@ -160,18 +164,18 @@ def test_grpo_end_to_end_on_cpu_with_checkpoint_and_resume(tmp_path, news_pairs)
 
     out = tmp_path / "qs"
     base = [sys.executable, str(ROOT / "scripts" / "quickstart.py"), "--out", str(out), "--cold-start-steps", "10"]
-    first = subprocess.run([*base, "--steps", "2", "trainer.save_freq=2"], env=_env(None), cwd=ROOT,
+    first = subprocess.run([*base, "--steps", "2", "trainer.save_freq=2", *MOVE], env=_env(None), cwd=ROOT,
                            capture_output=True, text=True, timeout=900)
     assert first.returncode == 0, first.stderr[-3000:] + first.stdout[-2000:]
     summary = json.loads((out / "summary.json").read_text())
     assert summary["steps"] == [1, 2]
     assert all(isinstance(r, float) for r in summary["reward_mean"])  # our reward reached the trainer
-    assert summary["kl_loss"][1] > 0  # the update moved the policy away from the reference
+    assert summary["kl_loss"][1] > 1e-3  # the update moved the policy away from the reference
     # the rollout follows the actor: its log-probs equal the actor's to float noise at every step
-    assert max(summary["rollout_probs_diff_max"]) < 1e-3, summary["rollout_probs_diff_max"]
+    assert max(summary["rollout_probs_diff_max"]) < 1e-4, summary["rollout_probs_diff_max"]
     assert (out / "checkpoints" / "global_step_2").is_dir()
 
-    second = subprocess.run([*base, "--steps", "3", "trainer.save_freq=2"], env=_env(None), cwd=ROOT,
+    second = subprocess.run([*base, "--steps", "3", "trainer.save_freq=2", *MOVE], env=_env(None), cwd=ROOT,
                             capture_output=True, text=True, timeout=900)
     assert second.returncode == 0, second.stderr[-3000:] + second.stdout[-2000:]
     assert json.loads((out / "summary.json").read_text())["steps"] == [3]  # resumed after step 2
@@ -184,12 +188,12 @@ def test_grpo_v1_trainer_with_lora_keeps_the_rollout_in_sync(tmp_path, news_pair
 
     out = tmp_path / "qs"
     proc = subprocess.run([sys.executable, str(ROOT / "scripts" / "quickstart.py"), "--out", str(out),
-                           "--cold-start-steps", "10", "--steps", "3", *V1_LORA],
+                           "--cold-start-steps", "10", "--steps", "3", *V1_LORA, *MOVE],
                           env=_env(None), cwd=ROOT, capture_output=True, text=True, timeout=900)
     assert proc.returncode == 0, proc.stderr[-3000:] + proc.stdout[-2000:]
     summary = json.loads((out / "summary.json").read_text())
     assert summary["steps"] == [1, 2, 3]
-    assert summary["kl_loss"][-1] > 0  # the adapter moved the policy away from the base
+    assert summary["kl_loss"][-1] > 1e-3  # the adapter moved the policy well away from the base
     diffs = summary["rollout_probs_diff_max"]
     # Before the fix the rollout kept its initial weights and this grew 0.024 -> 0.042 -> 0.049.
-    assert max(diffs) < 1e-3 and diffs[-1] <= diffs[0] + 1e-4, diffs
+    assert max(diffs) < 1e-4 and diffs[-1] <= diffs[0] + 1e-5, diffs
