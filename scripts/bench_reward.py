@@ -37,7 +37,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     ap.add_argument("--repeats", type=int, default=None, help="timed repeats per variant (default 1 quick, 3 full)")
     ap.add_argument("--dataset", default="classical", choices=sorted(DATASETS))
     ap.add_argument("--data-dir", type=Path, default=DEFAULT_DATA)
-    ap.add_argument("--encoder", default="packaged-minilm")
+    ap.add_argument("--encoder", default=None, help="default: the packaged English MiniLM")
     ap.add_argument("--device", default="auto")
     ap.add_argument("--dtype", default="float32", choices=["float32", "float16", "bfloat16"])
     ap.add_argument("--batch-size", type=int, default=32, help="encoder mini-batch inside one encode call")
@@ -45,6 +45,10 @@ def parse_args(argv=None) -> argparse.Namespace:
     ap.add_argument("--json", type=Path, default=None, help="write the results here")
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args(argv)
+    if args.encoder is None:
+        from tiny_models import packaged_minilm_path
+
+        args.encoder = packaged_minilm_path()
     args.prompts = args.prompts or 128
     args.repeats = args.repeats or (1 if args.quick else 3)
     return args

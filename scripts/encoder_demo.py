@@ -42,10 +42,9 @@ def main(argv=None) -> int:
 
     from sentence_transformers import SentenceTransformer
 
-    from semantic_reward.config import PACKAGED_MINILM, resolve_model_path
     from semantic_reward.encoder_tools.__main__ import pairs_from_corpus
     from semantic_reward.encoder_tools.audit import audit_encoder, verdict_line, write_reports
-    from semantic_reward.encoder_tools.tiny import build_tiny_encoder
+    from tiny_models import build_tiny_encoder, packaged_minilm_path
     from semantic_reward.encoder_tools.train import EncoderTrainConfig, load_as_sentence_transformer, train_encoder
 
     start = time.perf_counter()
@@ -75,7 +74,7 @@ def main(argv=None) -> int:
     encoders = {
         "tiny-trained": SentenceTransformer(str(trained), device="cpu"),
         "tiny-untrained": load_as_sentence_transformer(str(base), device="cpu"),
-        "minilm-english": SentenceTransformer(resolve_model_path(PACKAGED_MINILM), device="cpu"),
+        "minilm-english": SentenceTransformer(packaged_minilm_path(), device="cpu"),
     }
     results = {name: audit_encoder(model, held_src, held_tgt, "tibetan") for name, model in encoders.items()}
     for name, metrics in results.items():

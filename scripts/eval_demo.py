@@ -8,7 +8,7 @@ similarity, language consistency, sacrebleu intervals and paired tests), CMRC 20
 questions (EM, F1), and the fine-tune's drift from the base on the CMRC passages, which
 the base never saw. Output: outputs/eval_demo/report/ (report.{json,md}, PNGs, generations).
 
-The checkpoints are built with semantic_reward.tiny_policy (moving to scripts/tiny_models.py).
+The checkpoints are built with the demo helpers in scripts/tiny_models.py.
 """
 
 from __future__ import annotations
@@ -40,8 +40,8 @@ def main(argv=None) -> int:
     ap.add_argument("--cmrc-questions", type=int, default=24)
     ap.add_argument("--drift-passages", type=int, default=24)
     ap.add_argument("--max-new-tokens", type=int, default=32)
-    ap.add_argument("--encoder", default="packaged-minilm",
-                    help="encoder for the embedding-similarity column (the demo's choice: the packaged English "
+    ap.add_argument("--encoder", default=None,
+                    help="encoder for the embedding-similarity column (the demo's default: the packaged English "
                          "MiniLM, which cannot read Tibetan; pass your trained encoder for a meaningful column)")
     ap.add_argument("--bootstrap", type=int, default=500)
     ap.add_argument("--base-steps", type=int, default=300)
@@ -49,6 +49,10 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     logging.getLogger("sacrebleu").setLevel(logging.WARNING)
+    if args.encoder is None:
+        from tiny_models import packaged_minilm_path
+
+        args.encoder = packaged_minilm_path()
     news, cmrc_file = args.data_dir / "bo_zh_news.jsonl", args.data_dir / "cmrc2018_dev_sample.jsonl"
     if not news.exists() or not cmrc_file.exists():
         print(f"skipped: {news} or {cmrc_file} is absent; this demo needs ../shared/data beside the project",
@@ -61,7 +65,7 @@ def main(argv=None) -> int:
     from semantic_reward.config import build_dataclass
     from semantic_reward.evaluation.run import run_evaluation
     from semantic_reward.evaluation.run_config import WHAT, EvalRunConfig
-    from semantic_reward.tiny_policy import build_tiny_policy, train_causal_lm
+    from tiny_models import build_tiny_policy, train_causal_lm
 
     start = time.perf_counter()
     result = build(BuildConfig.from_mapping({"direction": "zh-bo", "input": {"paths": [str(news)]}}), progress=False)

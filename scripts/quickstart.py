@@ -23,6 +23,15 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 STEP_LINE = re.compile(r"step:(\d+) - (.*)$")
+# CPU settings the recipe does not carry yet: fp32 training (verl's FSDP default autocasts to bf16), the hf
+# rollout's dtype and threads, and the thinking choice of the Qwen3-like template (off) for RL prompts.
+CPU_OVERRIDES = [
+    "+actor_rollout_ref.actor.fsdp_config.mixed_precision.param_dtype=fp32",
+    "+actor_rollout_ref.ref.fsdp_config.mixed_precision.param_dtype=fp32",
+    "actor_rollout_ref.rollout.dtype=float32",
+    "+actor_rollout_ref.rollout.engine_kwargs.hf.num_threads=2",
+    "+data.apply_chat_template_kwargs.enable_thinking=false",
+]
 
 
 def parse_metrics(line: str) -> tuple[int, dict[str, float]] | None:
@@ -81,7 +90,7 @@ def main(argv=None) -> int:
 
     from data_tools import BuildConfig, build
     from data_tools.writers import write_build
-    from semantic_reward.tiny_policy import build_tiny_policy, train_causal_lm
+    from tiny_models import build_tiny_policy, packaged_minilm_path, train_causal_lm
 
     print("[1/3] data: zh->bo news pairs -> verl parquet", flush=True)
     result = build(BuildConfig.from_mapping({"direction": "zh-bo", "input": {"paths": [str(news)]}}), progress=False)
@@ -92,7 +101,8 @@ def main(argv=None) -> int:
     from transformers import AutoTokenizer
 
     tok = AutoTokenizer.from_pretrained(init)
-    chats = [tok.apply_chat_template(r["messages"], tokenize=False) for r in result.sft_rows("cold_start")]
+    chats = [tok.apply_chat_template(r["messages"], tokenize=False, enable_thinking=False)
+             for r in result.sft_rows("cold_start")]
     policy = train_causal_lm(init, chats, out / "policy", steps=args.cold_start_steps, max_length=192)
 
     print(f"[3/3] verl GRPO: {args.steps} steps of python -m verl.trainer.main_ppo (recipes/quickstart_cpu)",
@@ -101,7 +111,8 @@ def main(argv=None) -> int:
            "--config-name=config", f"data.train_files={out / 'data' / 'rl' / 'rl.parquet'}",
            f"data.val_files={out / 'data' / 'rl' / 'dev.parquet'}", f"actor_rollout_ref.model.path={policy}",
            f"trainer.total_training_steps={args.steps}", f"trainer.default_local_dir={out / 'checkpoints'}",
-           "+ray_kwargs.ray_init.num_gpus=1", *args.overrides]
+           f"reward.reward_kwargs.encoder.model={packaged_minilm_path()}", "+ray_kwargs.ray_init.num_gpus=1",
+           *CPU_OVERRIDES, *args.overrides]
     log_path = out / "main_ppo.log"
     per_step: dict[int, dict[str, float]] = {}
     with log_path.open("w", encoding="utf-8") as log:

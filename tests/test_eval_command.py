@@ -164,7 +164,7 @@ def test_misaligned_generation_file_is_an_error(eval_inputs, tmp_path):
 
 def test_command_with_tiny_models(eval_inputs, minilm_path, tmp_path):
     """Model paths: generation with the chat template (thinking off), CMRC answers, drift from the base."""
-    from semantic_reward.tiny_policy import build_tiny_policy, perturbed_copy  # scripts/tiny_models.py after merge
+    from tiny_models import build_tiny_policy, perturbed_copy
 
     texts = [r["bo"] for r in eval_inputs["rows"]] + [r["zh"] for r in eval_inputs["rows"]]
     texts += [q["context"] for q in eval_inputs["cmrc_rows"]]

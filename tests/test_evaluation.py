@@ -137,7 +137,7 @@ def test_drift_identical_is_zero_and_perturbed_is_positive(tmp_path):
     from transformers import AutoTokenizer
 
     from semantic_reward.evaluation.drift import drift_summary, token_drift
-    from semantic_reward.tiny_policy import build_tiny_policy, perturbed_copy, train_causal_lm
+    from tiny_models import build_tiny_policy, perturbed_copy, train_causal_lm
 
     texts = [f"第{i}句话讲的是天气很好。" for i in range(60)]
     init = build_tiny_policy(texts, tmp_path / "init", vocab_size=400, hidden_size=32, num_layers=1, num_heads=2)
@@ -209,7 +209,7 @@ def test_judge_verdict_parsing_and_combination():
 def test_general_benchmark_through_lm_eval_on_a_local_task(tmp_path):
     pytest.importorskip("lm_eval", reason="lm-eval is not installed")
     from semantic_reward.evaluation.general import run_lm_eval
-    from semantic_reward.tiny_policy import build_tiny_policy
+    from tiny_models import build_tiny_policy
 
     rows = [{"question": f"{a}+{b}=", "choices": [str(a + b), str(a + b + 1), str(a * 7)], "label": 0}
             for a in range(1, 6) for b in range(1, 3)]

@@ -15,7 +15,7 @@ def run(args, tmp_path):
 
 
 def test_reward_table_scores_candidates(tmp_path, news_pairs, minilm_path):
-    out = run(["scripts/reward_table.py", "--prompts", "8", "--out", str(tmp_path)], tmp_path)
+    out = run(["scripts/reward_table.py", "--prompts", "8", "--encoder", minilm_path, "--out", str(tmp_path)], tmp_path)
     assert out.returncode == 0, out.stderr
     report = json.loads((tmp_path / "reward_table.json").read_text())
     table = report["by_candidate"]
@@ -35,7 +35,8 @@ def test_reward_table_skips_clearly_without_data(tmp_path):
 
 def test_bench_reports_three_variants_that_agree(tmp_path, news_pairs, minilm_path):
     path = tmp_path / "bench.json"
-    out = run(["scripts/bench_reward.py", "--prompts", "6", "--n", "4", "--dataset", "news", "--json", str(path)],
+    out = run(["scripts/bench_reward.py", "--prompts", "6", "--n", "4", "--dataset", "news", "--encoder", minilm_path,
+               "--json", str(path)],
               tmp_path)
     assert out.returncode == 0, out.stderr
     result = json.loads(path.read_text())

@@ -1,33 +1,23 @@
-"""A CPU platform for verl 0.9.1, so verl's own trainers run on a machine without accelerators.
+"""verl's platform interface for a machine without accelerators (device "cpu", collectives over gloo).
 
-verl has no CPU platform. This module registers one (``VERL_PLATFORM=cpu`` selects it;
-it is never auto-detected) and, only when it is selected, fills the gaps found on the
-way: the process-group backend verl builds ("cpu:gloo,cpu:gloo", which torch rejects,
-becomes "gloo"); the training-engine registry, which lists engines for cuda/npu only
-(the cuda entries serve cpu too); and FSDP2's pinned CPU offload of forward-only models
-(pinning needs an accelerator, so it stays unpinned). On GPU machines nothing changes.
-
-It is loaded in every process through the ``verl.plugins`` entry point. Shown to work:
-verl's SFT trainer (``torchrun -m verl.trainer.sft_trainer``) with ``trainer.device=cpu``,
-``engine.strategy=fsdp2`` and ``+model.override_config.attn_implementation=sdpa``, and
-GRPO through ``main_ppo`` with the ``hf`` rollout (``recipes/quickstart_cpu``).
+verl has no CPU platform; ``patches.register_names`` registers this class as ``cpu``
+and ``VERL_PLATFORM=cpu`` selects it (it is never auto-detected). The gaps it cannot
+fill through this interface are patched in ``semantic_reward.verl_cpu.patches``.
+Shown to work: verl's SFT trainer (``torchrun -m verl.trainer.sft_trainer``) with
+``trainer.device=cpu``, ``engine.strategy=fsdp2`` and
+``+model.override_config.attn_implementation=sdpa``, and GRPO through ``main_ppo``
+with the ``hf`` rollout (``recipes/quickstart_cpu``).
 """
 
 from __future__ import annotations
 
 import contextlib
-import os
 from typing import Any
 
 import torch
 from verl.plugin.platform.platform_base import PlatformBase
-from verl.plugin.platform.platform_manager import PlatformRegistry
 
-__all__ = ["PlatformCPU", "cpu_selected"]
-
-
-def cpu_selected() -> bool:
-    return os.environ.get("VERL_PLATFORM", "").strip().lower() == "cpu"
+__all__ = ["PlatformCPU"]
 
 
 class _CPUDeviceModule:
@@ -65,7 +55,6 @@ class _CPUDeviceModule:
 _DEVICE_MODULE = _CPUDeviceModule()
 
 
-@PlatformRegistry.register(platform="cpu")
 class PlatformCPU(PlatformBase):
     """Device "cpu", collectives over gloo; reports Ray's "GPU" resource because verl counts only that."""
 
@@ -140,41 +129,3 @@ class PlatformCPU(PlatformBase):
 
     def cudart(self):
         return None
-
-
-def _patch_for_cpu() -> None:
-    import torch.distributed as dist
-    from verl.workers.engine.base import EngineRegistry
-
-    original = dist.init_process_group
-    if not getattr(original, "_semantic_reward_cpu", False):
-
-        def init_process_group(*args, backend=None, **kwargs):
-            if backend == "cpu:gloo,cpu:gloo":
-                backend = "gloo"
-            return original(*args, backend=backend, **kwargs)
-
-        init_process_group._semantic_reward_cpu = True
-        dist.init_process_group = init_process_group
-
-    for backends in EngineRegistry._engines.values():
-        for registry in backends.values():
-            if "cuda" in registry and "cpu" not in registry:
-                registry["cpu"] = registry["cuda"]
-
-    # FSDP2 keeps forward-only models (the reference policy) in pinned CPU memory, and
-    # pinning needs an accelerator: on the CPU platform the memory stays unpinned.
-    try:
-        import verl.workers.engine.fsdp.transformer_impl as fsdp_impl
-        from torch.distributed.fsdp import CPUOffloadPolicy
-    except ImportError:  # pragma: no cover - FSDP engine not importable
-        return
-
-    def unpinned_offload_policy(*args, pin_memory: bool = False, **kwargs):
-        return CPUOffloadPolicy(*args, pin_memory=False, **kwargs)
-
-    fsdp_impl.CPUOffloadPolicy = unpinned_offload_policy
-
-
-if cpu_selected():
-    _patch_for_cpu()
