@@ -17,7 +17,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from semantic_reward.languages import canonical_language
-from semantic_reward.penalties import text_units
+from semantic_reward.text import text_units
 from semantic_reward.settings import to_plain
 from semantic_reward.keys import LANGUAGE_KEY, SOURCE_KEY
 

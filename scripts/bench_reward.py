@@ -57,14 +57,16 @@ def parse_args(argv=None) -> argparse.Namespace:
 def naive_step(model, samples, config, scripts):
     """The per-call encode a user writes first, with the same reward arithmetic."""
     from semantic_reward.reward_math import reward_components
-    from semantic_reward.penalties import text_units
+    from semantic_reward.text import normalize, strip_reasoning, text_units
 
     scores = []
     for s in samples:
-        emb = model.encode([s.response, s.reference], normalize_embeddings=True, show_progress_bar=False)
+        # the same text the scorer sees: reasoning block cut off, both sides normalised
+        response, reference = normalize(strip_reasoning(s.response)[0]), normalize(s.reference)
+        emb = model.encode([response, reference], normalize_embeddings=True, show_progress_bar=False)
         sim = float(emb[0] @ emb[1])
-        res = reward_components(s.response, scripts=scripts, config=config, sim_reference=sim,
-                                length_basis=len(text_units(s.reference)))
+        res = reward_components(response, scripts=scripts, config=config, sim_reference=sim,
+                                length_basis=len(text_units(reference)))
         scores.append(res["score"])
     return scores, len(samples)
 

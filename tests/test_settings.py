@@ -258,8 +258,12 @@ def test_encoder_tools_flags_come_from_the_training_and_audit_dataclasses():
     from semantic_reward.encoder_tools.train import EncoderTrainConfig
 
     base = ["train", "--input", "c.jsonl", "--model", "m", "--out", "run"]
-    assert train_config_from_args(parser().parse_args(base)) == EncoderTrainConfig(model="m", output_dir="run")
-    tuned = train_config_from_args(parser().parse_args([*base, "--lr", "1e-3", "--save-steps", "7"]))
+    assert train_config_from_args(parser().parse_args(base), "tibetan") == EncoderTrainConfig(model="m",
+                                                                                               output_dir="run")
+    # the targets' language is the corpus direction's, never a second flag that could disagree with it
+    assert train_config_from_args(parser().parse_args(base), "chinese").target_language == "chinese"
+    assert "--target-language" not in parser().format_help() + str(parser()._subparsers._group_actions[0].choices["train"].format_help())
+    tuned = train_config_from_args(parser().parse_args([*base, "--lr", "1e-3", "--save-steps", "7"]), "tibetan")
     assert (tuned.learning_rate, tuned.save_steps, tuned.eval_steps) == (1e-3, 7, 7)
     audit = parser().parse_args(["audit", "--input", "c.jsonl", "--encoder", "a=b", "--out", "o", "--min-auc", "0.8"])
     assert build_dataclass(AuditThresholds, fv(audit, "thresholds")) == AuditThresholds(min_auc=0.8)

@@ -63,7 +63,7 @@ def parser() -> argparse.ArgumentParser:
     tr = sub.add_parser("train", help="contrastive fine-tuning on parallel pairs")
     _corpus_flags(tr)
     # eval_steps follows save_steps (the trainer keeps the best checkpoint, which needs them aligned).
-    add_flags(tr, EncoderTrainConfig, group="train", skip=("eval_steps",),
+    add_flags(tr, EncoderTrainConfig, group="train", skip=("eval_steps", "target_language"),
               flags={"output_dir": "out", "learning_rate": "lr"},
               helps={"model": "transformers encoder or sentence-transformers model", "output_dir": "output folder",
                      "anchor": "source or target: which side of each pair is the anchor"})
@@ -80,11 +80,15 @@ def parser() -> argparse.ArgumentParser:
     return ap
 
 
-def train_config_from_args(args: argparse.Namespace) -> Any:
-    """The ``EncoderTrainConfig`` of a parsed ``train`` command line (``eval_steps`` follows ``save_steps``)."""
+def train_config_from_args(args: argparse.Namespace, target_language: str) -> Any:
+    """The ``EncoderTrainConfig`` of a parsed ``train`` command line.
+
+    ``eval_steps`` follows ``save_steps`` and the targets' language comes from the corpus direction.
+    """
     from .train import EncoderTrainConfig
 
     train = flag_values(args, "train")
+    train["target_language"] = target_language
     if "save_steps" in train:
         train["eval_steps"] = train["save_steps"]
     return build_dataclass(EncoderTrainConfig, train, what="encoder training setting")
@@ -98,7 +102,7 @@ def main(argv: list[str] | None = None) -> int:
 
         target_lang = BuildConfig.from_mapping(corpus).target_language  # a bad setting fails before any work
         if args.command == "train":
-            cfg = train_config_from_args(args)
+            cfg = train_config_from_args(args, target_lang)
         else:
             from .audit import AuditThresholds
 
@@ -114,6 +118,10 @@ def main(argv: list[str] | None = None) -> int:
         dev_src, dev_tgt = pairs_from_build(corpus, ("dev",))
         print(f"training on {len(src)} pairs, dev {len(dev_src)} pairs", flush=True)
         final = train_encoder(cfg, src, tgt, dev_src, dev_tgt)
+        selection = Path(cfg.output_dir) / "selection.json"
+        if selection.exists():
+            kept = json.loads(selection.read_text(encoding="utf-8")).get("best_checkpoint")
+            print(f"kept checkpoint: {kept or 'the last one'}")
         print(f"saved {final}")
         return 0
 
