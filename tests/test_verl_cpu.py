@@ -172,7 +172,7 @@ def test_grpo_end_to_end_on_cpu_with_checkpoint_and_resume(tmp_path, news_pairs)
     assert all(isinstance(r, float) for r in summary["reward_mean"])  # our reward reached the trainer
     assert summary["kl_loss"][1] > 1e-3  # the update moved the policy away from the reference
     # the rollout follows the actor: its log-probs equal the actor's to float noise at every step
-    assert max(summary["rollout_probs_diff_max"]) < 1e-4, summary["rollout_probs_diff_max"]
+    assert max(summary["rollout_probs_diff_max"]) < 1e-6, summary["rollout_probs_diff_max"]
     assert (out / "checkpoints" / "global_step_2").is_dir()
 
     second = subprocess.run([*base, "--steps", "3", "trainer.save_freq=2", *MOVE], env=_env(None), cwd=ROOT,
@@ -195,5 +195,6 @@ def test_grpo_v1_trainer_with_lora_keeps_the_rollout_in_sync(tmp_path, news_pair
     assert summary["steps"] == [1, 2, 3]
     assert summary["kl_loss"][-1] > 1e-3  # the adapter moved the policy well away from the base
     diffs = summary["rollout_probs_diff_max"]
-    # Before the fix the rollout kept its initial weights and this grew 0.024 -> 0.042 -> 0.049.
-    assert max(diffs) < 1e-4 and diffs[-1] <= diffs[0] + 1e-5, diffs
+    # Measured: about 4e-10 at every step; with the adapter updates dropped (the old behaviour) the same run
+    # gives 2.4e-4 at step 2 (a difference of probabilities: the tiny policy's are all small).
+    assert max(diffs) < 1e-6 and diffs[-1] <= diffs[0] + 1e-7, diffs
