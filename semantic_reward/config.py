@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import functools
 import json
+import re
 import os
 from dataclasses import dataclass
 from typing import Any
@@ -114,7 +115,7 @@ class EncoderConfig(Settings):
             if not os.path.exists(path):
                 self.fail("model", f"local path {path!r} does not exist")
         device = self.device
-        if not (device in ("auto", "cpu", "cuda", "mps") or device.startswith("cuda:")):
+        if not (device in ("auto", "cpu", "cuda", "mps") or re.fullmatch(r"cuda:\d+", device)):
             self.fail("device", f"{device!r} is not auto, cpu, cuda, cuda:N or mps")
 
 

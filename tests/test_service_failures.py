@@ -39,19 +39,27 @@ class SlowEncoder(HashEncoder):
 # -- item 7: an encoder that cannot load fails when the service is built -------------------------
 @pytest.mark.parametrize(
     ("device", "needle"),
-    [("cuda:abc", "'cuda:abc' is not auto"), ("cuda", "sees no CUDA GPU"), ("cuda:3", "sees no CUDA GPU"),
+    [("cuda", "sees no CUDA GPU"), ("cuda:3", "sees no CUDA GPU"),
      ("mps", "'mps' is not available")],
 )
 def test_unusable_device_fails_at_build_in_one_line(minilm_path, device, needle):
     import torch
 
-    if torch.cuda.is_available() and device.startswith("cuda") and device != "cuda:abc":
+    if torch.cuda.is_available() and device.startswith("cuda"):
         pytest.skip("this check is about a node without a GPU")
     began = time.monotonic()
     with pytest.raises(EncoderError) as info:
         LocalEmbeddingService(EncoderConfig(model=minilm_path, device=device), ServiceConfig(backend="local"))
     assert time.monotonic() - began < 5
     assert_one_line(str(info.value), "'encoder.device'", needle)
+
+
+def test_device_spelling_fails_when_the_settings_are_read():
+    from semantic_reward.config import ConfigError
+
+    for bad in ("cuda:abc", "cuda:-1", "cuda:"):
+        with pytest.raises(ConfigError, match=f"'encoder.device': '{bad}' is not auto"):
+            EncoderConfig(device=bad)
 
 
 def test_device_spelling_is_checked_without_hardware():
