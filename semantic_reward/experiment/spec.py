@@ -89,7 +89,7 @@ def load_experiment(path: str | Path, profile: str, run_dir: Path, sets: Sequenc
         key, value = item.split("=", 1)
         if OmegaConf.select(cfg, key, default="__absent__") == "__absent__":
             raise ExperimentError(f"--set {item}: {path} with profile {profile} has no key '{key}'")
-        OmegaConf.update(cfg, key, OmegaConf.create({"v": value}).v if value else value, merge=False)
+        OmegaConf.update(cfg, key, OmegaConf.from_dotlist([f"v={value}"]).v, merge=False)  # YAML-typed, as Hydra reads it
     # the stage resolver needs each stage's kind and model_in, so those resolve first
     OmegaConf.register_new_resolver("stage", _stage_resolver(run_dir, cfg.stages), replace=True)
     try:
