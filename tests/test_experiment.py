@@ -79,7 +79,7 @@ def test_rerun_skips_finished_stages_and_records_the_contract(tmp_path, experime
     assert records[1]["model_in"] == str(tmp_path / "run" / "prepare" / "out")  # the hand-off from the record
     assert records[1]["model_out"] == str(tmp_path / "run" / "train" / "out" / "final")
     assert records[1]["command"] == "fake train"
-    assert Path(records[1]["config"]).read_text().count("epochs: 6") == 1  # the profile's value, resolved
+    assert Path(records[1]["config"]).read_text().count("epochs: 20") == 1  # the profile's value, resolved
 
     run_experiment(load_experiment(experiment_file, "cpu-tiny", tmp_path / "run"), runners=fake.runners)
     assert fake.calls == ["prepare", "train", "report"]  # nothing ran twice
@@ -116,7 +116,7 @@ def test_changed_setting_under_the_same_run_name_is_refused_never_resumed(tmp_pa
     fake = FakeStages()
     run_experiment(load_experiment(experiment_file, "cpu-tiny", tmp_path / "run"), runners=fake.runners)
     changed = load_experiment(experiment_file, "cpu-tiny", tmp_path / "run", ["profile.encoder.epochs=99"])
-    with pytest.raises(RunError, match=r"stage 'train' finished with other settings \(epochs: 6 -> 99\).*--run-name"):
+    with pytest.raises(RunError, match=r"stage 'train' finished with other settings \(epochs: 20 -> 99\).*--run-name"):
         run_experiment(changed, runners=fake.runners)
     assert fake.calls == ["prepare", "train", "report"]  # refused before anything ran
     # a new run name is a new folder; --force from the changed stage redoes it and what follows
