@@ -267,6 +267,16 @@ def test_the_mt_experiment_at_its_smallest_through_verl(tmp_path, news_pairs):
     import torch
     from transformers import AutoModelForCausalLM
 
+    from peft import PeftModel
+
+    for name in ("cold_start", "grpo", "sft_strong"):  # both merges: verl's merger output + its adapter, via PEFT
+        verl_out = Path(records[name]["model_out"] + "_verl_merger")
+        ids = torch.tensor([[3, 4, 5, 6, 7, 8]])
+        with torch.no_grad():
+            adapter = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(verl_out, dtype=torch.float32),
+                                                verl_out / "lora_adapter")(ids).logits
+            merged = AutoModelForCausalLM.from_pretrained(records[name]["model_out"])(ids).logits
+        assert torch.allclose(merged, adapter, atol=1e-4), name
     a = AutoModelForCausalLM.from_pretrained(records["cold_start"]["model_out"]).state_dict()
     b = AutoModelForCausalLM.from_pretrained(records["grpo"]["model_out"]).state_dict()
     assert max((a[k].float() - b[k].float()).abs().max().item() for k in a if k in b) > 0
