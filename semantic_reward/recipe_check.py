@@ -32,7 +32,7 @@ DEFAULT_PROFILE = "paper"
 EXTENSIONS = ("reward.reward_kwargs", "data.raw_corpus", "profile")
 """Subtrees that are ours (validated by our own config classes or by check_profiles), not verl's."""
 
-FREE_FORM = ("ray_kwargs.ray_init",)
+FREE_FORM = ("ray_kwargs.ray_init", "engine.mixed_precision")
 """verl subtrees that are passed on as keyword arguments (any key is legal)."""
 
 BASES = {"ppo_trainer": "grpo", "sft_trainer_engine": "sft"}
