@@ -5,8 +5,8 @@
 set -euo pipefail
 port=${RAY_PORT:-6379}
 case "${1:-}" in
-  head)   ray start --head --port="$port" --num-gpus="$(nvidia-smi -L | wc -l)"
+  head)   ray start --head --port="$port" 
           echo "export RAY_ADDRESS=$(hostname -I | awk '{print $1}'):$port" ;;
-  worker) ray start --address="${2:?head IP}:$port" --num-gpus="$(nvidia-smi -L | wc -l)" ;;
+  worker) ray start --address="${2:?head IP}:$port"  ;;
   *)      echo "usage: $0 head | worker HEAD_IP" >&2; exit 2 ;;
 esac

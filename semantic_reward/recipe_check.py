@@ -1,39 +1,72 @@
-"""Checks a recipe before it reaches a GPU cluster: composes it against the installed verl
-config tree, rejects keys verl does not know (Hydra would silently add a misspelt key
-from a YAML file), and runs verl's own config validation plus ours.
+"""Checks a recipe before it reaches a cluster: composes recipe + scale profile + overrides exactly as
+verl's command line (and the experiment runner) will, rejects keys verl does not know (Hydra would
+silently add a misspelt key from a YAML file), runs verl's own config validation plus ours, and catches
+batch sizes the data cannot fill (verl's SFT validation loss is NaN when the dev split is smaller than
+the per-rank batch: its loaders drop the last incomplete batch).
 
-    python -m semantic_reward.recipe_check recipes/*/config.yaml
+    python -m semantic_reward.recipe_check [--profile cpu-tiny] recipes/*.yaml [--set key=value ...]
 """
 
 from __future__ import annotations
 
+import argparse
 import difflib
 import importlib.util
-import sys
+import logging
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-import yaml
-from omegaconf import DictConfig, OmegaConf, open_dict
+from omegaconf import DictConfig, ListConfig, OmegaConf, open_dict
 
-__all__ = ["RecipeError", "compose_recipe", "unknown_keys", "check_recipe", "EXTENSIONS"]
+__all__ = [
+    "RecipeError", "RECIPES_DIR", "DEFAULT_PROFILE", "recipe_path", "recipe_kind", "compose_recipe",
+    "unknown_keys", "check_profiles", "check_batch_fits_data", "check_recipe", "EXTENSIONS",
+]
 
-EXTENSIONS = ("reward.reward_kwargs", "data.raw_corpus")
-"""Subtrees that are ours (validated by our own config classes), not verl's."""
+log = logging.getLogger(__name__)
 
-BASES = ("ppo_trainer", "sft_trainer_engine")
+RECIPES_DIR = Path(__file__).resolve().parents[1] / "recipes"
+DEFAULT_PROFILE = "paper"
+
+EXTENSIONS = ("reward.reward_kwargs", "reward.custom_reward_function.reward_kwargs", "data.raw_corpus", "profile")
+"""Subtrees that are ours (validated by our own config classes or by check_profiles), not verl's."""
+
+FREE_FORM = (
+    "ray_kwargs.ray_init",
+    "engine.mixed_precision",
+    "actor_rollout_ref.actor.fsdp_config.mixed_precision",
+    "actor_rollout_ref.ref.fsdp_config.mixed_precision",
+    "actor_rollout_ref.rollout.engine_kwargs.hf",  # validated by semantic_reward.verl_cpu's HFEngineSettings
+)
+"""verl subtrees that are passed on as keyword arguments (any key is legal)."""
+
+BASES = {"ppo_trainer": "grpo", "sft_trainer_engine": "sft"}
 
 
 class RecipeError(ValueError):
     """A recipe that would fail (or silently misbehave) on the cluster."""
 
 
-def _base_name(raw: dict[str, Any], path: Path) -> str:
+def recipe_path(recipe: str | Path) -> Path:
+    """``grpo_semantic_zh_bo`` or a path to a recipe YAML -> the YAML's path."""
+    path = Path(recipe)
+    if path.suffix not in (".yaml", ".yml"):
+        path = RECIPES_DIR / f"{recipe}.yaml"
+    if not path.is_file():
+        known = sorted(p.stem for p in RECIPES_DIR.glob("*.yaml"))
+        raise RecipeError(f"no recipe {path}; recipes here: {', '.join(known)}")
+    return path
+
+
+def recipe_kind(recipe: str | Path) -> str:
+    """``grpo`` (verl's main_ppo) or ``sft`` (verl's SFT trainer), from the recipe's defaults list."""
+    path = recipe_path(recipe)
+    raw = OmegaConf.load(path)
     for entry in raw.get("defaults", []):
         if isinstance(entry, str) and entry in BASES:
-            return entry
-    raise RecipeError(f"{path}: its defaults list names none of {BASES}")
+            return BASES[entry]
+    raise RecipeError(f"{path}: its defaults list names none of {sorted(BASES)}")
 
 
 def _compose(config_dir: Path, name: str, overrides: Sequence[str] = ()) -> DictConfig:
@@ -45,44 +78,11 @@ def _compose(config_dir: Path, name: str, overrides: Sequence[str] = ()) -> Dict
         return compose(config_name=name, overrides=list(overrides))
 
 
-def compose_recipe(path: str | Path, overrides: Sequence[str] = ()) -> DictConfig:
-    """The recipe composed exactly as ``--config-path/--config-name`` would compose it."""
-    path = Path(path)
-    return _compose(path.parent, path.stem, overrides)
-
-
-def _leaves(node: Any, prefix: str = "") -> Iterator[str]:
-    if isinstance(node, dict) and node:
-        for key, value in node.items():
-            yield from _leaves(value, f"{prefix}.{key}" if prefix else str(key))
-    else:
-        yield prefix
-
-
-def unknown_keys(path: str | Path) -> list[str]:
-    """Keys the recipe sets that the verl base config does not have (with a suggestion)."""
-    path = Path(path)
-    raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    base = _base_config(_base_name(raw, path))
-    problems = []
-    for key in _leaves({k: v for k, v in raw.items() if k not in ("hydra", "defaults")}):
-        if any(key == e or key.startswith(e + ".") for e in EXTENSIONS):
-            continue
-        node: Any = base
-        walked = []
-        for part in key.split("."):
-            if isinstance(node, DictConfig) and len(node) == 0:
-                break  # a free-form mapping such as override_config: {}
-            if not isinstance(node, DictConfig) or part not in node.keys():  # keys() also lists ??? values
-                siblings = list(node.keys()) if isinstance(node, DictConfig) else []
-                close = difflib.get_close_matches(part, [str(s) for s in siblings], n=1)
-                where = ".".join(walked) or "<root>"
-                hint = f" (did you mean '{'.'.join([*walked, close[0]])}'?)" if close else ""
-                problems.append(f"'{key}': verl has no key '{part}' under {where}{hint}")
-                break
-            walked.append(part)
-            node = node._get_node(part) if OmegaConf.is_missing(node, part) else node[part]
-    return problems
+def compose_recipe(recipe: str | Path, profile: str | None = None, overrides: Sequence[str] = ()) -> DictConfig:
+    """The recipe composed exactly as ``--config-path/--config-name profile=P overrides`` composes it."""
+    path = recipe_path(recipe)
+    prefix = [f"profile={profile}"] if profile else []
+    return _compose(path.parent, path.stem, [*prefix, *overrides])
 
 
 _BASE_CACHE: dict[str, DictConfig] = {}
@@ -99,23 +99,121 @@ def _base_config(name: str) -> DictConfig:
     return _BASE_CACHE[name]
 
 
-def check_recipe(path: str | Path, overrides: Sequence[str] = ()) -> DictConfig:
-    """Compose, reject unknown keys, run verl's validation and ours; returns the composed config."""
-    path = Path(path)
-    problems = unknown_keys(path)
+def _leaves(node: Any, prefix: str = "") -> Iterator[str]:
+    if isinstance(node, DictConfig) and len(node):
+        for key in node.keys():
+            child = node._get_node(key) if OmegaConf.is_missing(node, key) else node[key]
+            yield from _leaves(child, f"{prefix}.{key}" if prefix else str(key))
+    else:
+        yield prefix
+
+
+def unknown_keys(cfg: DictConfig, kind: str) -> list[str]:
+    """Keys of a composed recipe that the verl base config does not have (with a suggestion)."""
+    base = _base_config(next(name for name, k in BASES.items() if k == kind))
+    problems = []
+    for key in _leaves(cfg):
+        if any(key == e or key.startswith(e + ".") for e in (*EXTENSIONS, *FREE_FORM, "hydra")):
+            continue
+        node: Any = base
+        walked: list[str] = []
+        for part in key.split("."):
+            if isinstance(node, DictConfig) and len(node) == 0:
+                break  # a free-form mapping such as override_config: {}
+            if not isinstance(node, DictConfig) or part not in node.keys():  # keys() also lists ??? values
+                siblings = list(node.keys()) if isinstance(node, DictConfig) else []
+                close = difflib.get_close_matches(part, [str(s) for s in siblings], n=1)
+                where = ".".join(walked) or "<root>"
+                hint = f" (did you mean '{'.'.join([*walked, close[0]])}'?)" if close else ""
+                problems.append(f"'{key}': verl has no key '{part}' under {where}{hint}")
+                break
+            walked.append(part)
+            node = node._get_node(part) if OmegaConf.is_missing(node, part) else node[part]
+    return problems
+
+
+def check_profiles(recipes_dir: Path = RECIPES_DIR) -> list[str]:
+    """Every profile has exactly the keys of ``paper.yaml`` (a misspelt scale key would be silently unused)."""
+    folder = recipes_dir / "profile"
+    reference = set(_leaves(OmegaConf.load(folder / f"{DEFAULT_PROFILE}.yaml")))
+    problems = []
+    for path in sorted(folder.glob("*.yaml")):
+        keys = set(_leaves(OmegaConf.load(path)))
+        for key in sorted(keys - reference):
+            close = difflib.get_close_matches(key, sorted(reference), n=1)
+            problems.append(f"{path}: '{key}' is not a profile key" + (f" (did you mean '{close[0]}'?)" if close else ""))
+        problems += [f"{path}: lacks '{key}' (every profile sets every scale key)" for key in sorted(reference - keys)]
+    return problems
+
+
+def _rows(path: str) -> int | None:
+    """Row count of a local parquet file (None when it is not there yet or not a parquet file)."""
+    p = Path(path)
+    if p.suffix != ".parquet" or not p.is_file():
+        return None
+    import pyarrow.parquet as pq
+
+    return pq.ParquetFile(p).metadata.num_rows
+
+
+def _files(value: Any) -> list[str]:
+    return [str(v) for v in value] if isinstance(value, (list, ListConfig)) else [str(value)]
+
+
+def check_batch_fits_data(cfg: DictConfig, kind: str) -> list[str]:
+    """Batch sizes the data files (when present) cannot fill: no training step, or a NaN validation loss.
+
+    verl drops the last incomplete batch in its train loaders and, for SFT, in the validation
+    loader too (batch = the training batch per data-parallel rank, verl/trainer/sft_trainer.py), so a
+    dev split below that size gives the mean of nothing: ``val/loss: nan``.
+    """
+    dp = int(cfg.trainer.nnodes) * int(cfg.trainer.n_gpus_per_node)
+    batch = int(cfg.data.train_batch_size)
+    problems = []
+    if kind == "sft":
+        per_rank = batch // dp
+        for field in ("train_files", "val_files"):
+            if cfg.data.get(field) is None:
+                continue
+            for f in _files(cfg.data[field]):
+                rows = _rows(f)
+                if rows is not None and rows // dp < per_rank:
+                    what = "no validation batch, so val/loss would be NaN" if field == "val_files" else "no training step"
+                    problems.append(
+                        f"data.{field} {f} has {rows} rows = {rows // dp} per rank on {dp} rank(s), fewer than the "
+                        f"per-rank batch data.train_batch_size / ranks = {batch} / {dp} = {per_rank}: verl drops the "
+                        f"incomplete batch, {what}. Make the split larger (data_tools --dev) or lower "
+                        f"data.train_batch_size (the profile's sft.train_batch_size) to at most {rows // dp * dp}")
+    else:
+        for f in _files(cfg.data.train_files):
+            rows = _rows(f)
+            if rows is not None and rows < batch:
+                problems.append(f"data.train_files {f} has {rows} rows, fewer than data.train_batch_size {batch}: "
+                                "verl drops the incomplete batch, so there is no training step")
+    return problems
+
+
+def check_recipe(recipe: str | Path, profile: str | None = None, overrides: Sequence[str] = ()) -> DictConfig:
+    """Compose recipe + profile + overrides, check keys, verl's validation, ours and the data sizes.
+
+    Returns the composed, resolved config: the one verl will run.
+    """
+    path = recipe_path(recipe)
+    kind = recipe_kind(path)
+    cfg = compose_recipe(path, profile, overrides)
+    problems = unknown_keys(cfg, kind)
     if problems:
         raise RecipeError(f"{path}: " + "; ".join(problems))
-    cfg = compose_recipe(path, overrides)
-    if "actor_rollout_ref" in cfg:
+    OmegaConf.resolve(cfg)
+    if kind == "grpo":
         from verl.trainer.ppo.utils import need_critic, need_reference_policy
         from verl.utils.config import validate_config
 
-        OmegaConf.resolve(cfg)
         checked = cfg
         if cfg.actor_rollout_ref.rollout.name == "vllm" and importlib.util.find_spec("vllm") is None:
             # verl's last check asks vLLM which LoRA ranks it allows; without vLLM (a CPU
             # machine) run every other check and say so.
-            print(f"note: vLLM is not installed here; {path}'s vLLM LoRA-rank check is skipped", file=sys.stderr)
+            log.warning("vLLM is not installed here; %s's vLLM LoRA-rank check is skipped", path)
             checked = cfg.copy()
             with open_dict(checked):
                 checked.actor_rollout_ref.rollout.name = "not-vllm"
@@ -124,25 +222,49 @@ def check_recipe(path: str | Path, overrides: Sequence[str] = ()) -> DictConfig:
             from .verl_adapter.manager import settings_from_verl_config
 
             settings_from_verl_config(cfg)
+        crf = cfg.reward.get("custom_reward_function") or {}
+        if str(crf.get("path") or "").endswith("semantic_reward.verl_adapter.compute_score"):
+            # verl only binds these with functools.partial: nothing of ours sees them before the first
+            # rollout, so this check is the earliest one (every field, the device's spelling, the model folder)
+            from .verl_adapter.compute_score import validate_reward_kwargs
+
+            validate_reward_kwargs(crf.get("reward_kwargs"))
         if cfg.data.get("raw_corpus"):
             from data_tools.verl_dataset import build_config_from_verl
 
             # validates data.raw_corpus; the input paths come from data.train_files at run time
-            build_config_from_verl(list(cfg.data.train_files) if not isinstance(cfg.data.train_files, str)
-                                   else [cfg.data.train_files], cfg.data)
+            build_config_from_verl(_files(cfg.data.train_files), cfg.data)
+    else:
+        dp = int(cfg.trainer.nnodes) * int(cfg.trainer.n_gpus_per_node)
+        if int(cfg.data.train_batch_size) % dp:
+            raise RecipeError(f"{path}: data.train_batch_size {cfg.data.train_batch_size} is not divisible by "
+                              f"{dp} data-parallel ranks (trainer.nnodes x trainer.n_gpus_per_node)")
+    problems = check_batch_fits_data(cfg, kind)
+    if problems:
+        raise RecipeError(f"{path}: " + "; ".join(problems))
     return cfg
 
 
 def main(argv: list[str] | None = None) -> int:
-    paths = argv if argv is not None else sys.argv[1:]
+    ap = argparse.ArgumentParser(prog="python -m semantic_reward.recipe_check", description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("recipes", nargs="+", help="recipe names or YAML paths")
+    ap.add_argument("--profile", default=None, help=f"scale profile (default: the recipe's, {DEFAULT_PROFILE})")
+    ap.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                    help="a Hydra override, exactly as passed to verl (repeatable)")
+    args = ap.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(message)s")
     failed = 0
-    for p in paths:
+    for problem in check_profiles():
+        failed += 1
+        print(f"FAIL  {problem}")
+    for p in args.recipes:
         try:
-            check_recipe(p)
-            print(f"ok    {p}")
+            check_recipe(p, args.profile, args.overrides)
+            print(f"ok    {p}" + (f" (profile {args.profile})" if args.profile else ""))
         except Exception as exc:  # report every recipe, then fail
             failed += 1
-            print(f"FAIL  {exc}")
+            print(f"FAIL  {p}: {exc}")
     return 1 if failed else 0
 
 

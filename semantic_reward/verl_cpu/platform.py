@@ -6,7 +6,7 @@ fill through this interface are patched in ``semantic_reward.verl_cpu.patches``.
 Shown to work: verl's SFT trainer (``torchrun -m verl.trainer.sft_trainer``) with
 ``trainer.device=cpu``, ``engine.strategy=fsdp2`` and
 ``+model.override_config.attn_implementation=sdpa``, and GRPO through ``main_ppo``
-with the ``hf`` rollout (``recipes/quickstart_cpu``).
+with the ``hf`` rollout (``recipes/profile/cpu-tiny.yaml``).
 """
 
 from __future__ import annotations
