@@ -144,7 +144,9 @@ def test_drift_identical_is_zero_and_perturbed_is_positive(tmp_path):
     base = train_causal_lm(init, texts, tmp_path / "base", steps=60, batch_size=8, progress=False)
     noisy = perturbed_copy(base, tmp_path / "noisy", scale=1.0)
     tok = AutoTokenizer.from_pretrained(base)
-    ood = ["今天的天气很好，我们去公园。", "第三句话讲的是别的事情。"]
+    # held-out text the base has learnt to predict: noise on its weights can only make it worse there
+    # (on text a barely trained tiny model cannot predict, random noise may as well help by chance)
+    ood = ["第61句话讲的是天气很好。", "第72句话讲的是天气很好。"]
     same = drift_summary(token_drift(str(base), str(base), tok, ood, progress=False))
     assert same["nll_increase_mean"] == pytest.approx(0.0, abs=1e-6) and same["kl_p90"] == pytest.approx(0.0, abs=1e-6)
     moved = drift_summary(token_drift(str(base), str(noisy), tok, ood, progress=False))

@@ -1,7 +1,8 @@
-"""verl's own SFT trainer on CPU with our cold-start recipe: train, checkpoint, resume."""
+"""verl's own entry points on CPU with our recipe files (recipes/<name>.yaml at profile=cpu-tiny):
+the SFT trainer and main_ppo (legacy and V1 GRPO) train, checkpoint and resume; the plugins register."""
 
+import math
 import os
-import re
 import subprocess
 import sys
 from pathlib import Path
@@ -9,23 +10,20 @@ from pathlib import Path
 import pytest
 
 from data_tools.cli import main as data_tools_main
+from semantic_reward.experiment.metrics import SCORE_KEY, parse_step_line
+from semantic_reward.recipe_check import RECIPES_DIR
+from semantic_reward.reward_math import REWARD_KEYS
 from tests.conftest import SHARED_DATA
 
 ROOT = Path(__file__).resolve().parents[1]
-# SFT on CPU: fp32 training (verl's FSDP engine autocasts to bf16 unless mixed_precision.param_dtype is fp32),
-# and the Qwen3-like template's per-turn mismatch handled as the recipes must (tests/test_qwen3_template.py).
-CPU_OVERRIDES = [
-    "trainer.device=cpu", "trainer.n_gpus_per_node=1", "engine.strategy=fsdp2",
-    "+model.override_config.attn_implementation=sdpa", "data.num_workers=0",
-    "+engine.mixed_precision.param_dtype=fp32", "data.ignore_input_ids_mismatch=true",
-]
-# GRPO with LoRA on verl's V1 trainer (the quickstart recipe runs the legacy one).
-V1_LORA = ["trainer.use_v1=true", "actor_rollout_ref.model.lora_rank=8", "actor_rollout_ref.model.lora_alpha=16",
-           "transfer_queue.backend.SimpleStorage.num_data_storage_units=1"]
-# A tiny policy after a short cold start earns almost no reward, so GRPO's advantages are ~0 and the policy
-# would barely move; an entropy bonus and a large step size move it every step, so a rollout that missed an
-# update would show in its log-probs.
+# The profile carries every CPU setting (device, fp32, hf rollout, V1 trainer, LoRA, thinking off); a test
+# adds only its paths and step counts, as semantic_reward.experiment.stages does.
+PROFILE = "profile=cpu-tiny"
+# A tiny policy earns almost no reward, so GRPO's advantages are ~0 and the policy would barely move; an
+# entropy bonus and a large step size move it every step, so a rollout that missed an update would show in
+# its log-probs.
 MOVE = ["actor_rollout_ref.actor.entropy_coeff=0.01", "actor_rollout_ref.actor.optim.lr=0.01"]
+DIFF_KEY = "training/rollout_probs_diff_max"
 
 
 def _bf16_exact(x: float) -> bool:
@@ -36,7 +34,8 @@ def _bf16_exact(x: float) -> bool:
 
 def _env(platform: str | None) -> dict:
     env = {k: v for k, v in os.environ.items() if k != "VERL_PLATFORM"}
-    env.update({"HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false", "WANDB_MODE": "disabled"})
+    env.update({"HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false", "WANDB_MODE": "disabled",
+                "RAY_DEDUP_LOGS": "0"})
     if platform:
         env["VERL_PLATFORM"] = platform
     return env
@@ -115,86 +114,122 @@ def test_patches_refuse_another_verl_version(monkeypatch, caplog):
     assert any("VERL_PLATFORM=cpu cannot be used" in r.getMessage() for r in caplog.records)
 
 
-def test_cold_start_recipe_trains_checkpoints_and_resumes_on_cpu(tmp_path, news_pairs):
+@pytest.fixture(scope="module")
+def mt_data(tmp_path_factory, news_pairs) -> Path:
+    """data_tools' MT build of the real news pairs, split as the experiment splits it at cpu-tiny."""
+    out = tmp_path_factory.mktemp("data")
+    argv = ["mt", "--input", str(SHARED_DATA / "bo_zh_news.jsonl"), "--out", str(out), "--quiet",
+            "--direction", "zh-bo", "--cold-start", "0.5", "--dev", "0.1", "--test", "0.1"]
+    assert data_tools_main(argv) == 0
+    return out
+
+
+@pytest.fixture(scope="module")
+def tiny_policy(tmp_path_factory, news_pairs) -> Path:
     from tiny_models import build_tiny_policy
 
-    data = tmp_path / "data"
-    assert data_tools_main(["mt", "--input", str(SHARED_DATA / "bo_zh_news.jsonl"), "--out", str(data), "--quiet"]) == 0
-    model = build_tiny_policy([r["bo"] for r in news_pairs] + [r["zh"] for r in news_pairs], tmp_path / "model",
-                              vocab_size=800, hidden_size=32, num_layers=1, num_heads=2)
+    texts = [r["bo"] for r in news_pairs] + [r["zh"] for r in news_pairs]
+    return build_tiny_policy(texts, tmp_path_factory.mktemp("policy"), vocab_size=2000, hidden_size=32,
+                             num_layers=1, num_heads=2)
+
+
+def _run(cmd: list[str], env: dict, cwd: Path, timeout: int = 900) -> dict[int, dict[str, float]]:
+    """Run one verl command; its console logger's step lines as {step: metrics} (the experiment's parser)."""
+    proc = subprocess.run(cmd, env=env, cwd=cwd, capture_output=True, text=True, timeout=timeout)
+    assert proc.returncode == 0, proc.stderr[-3000:] + proc.stdout[-2000:]
+    steps: dict[int, dict[str, float]] = {}
+    for line in (proc.stdout + "\n" + proc.stderr).splitlines():
+        parsed = parse_step_line(line)
+        if parsed:
+            steps.setdefault(parsed[0], {}).update(parsed[1])
+    return steps
+
+
+def _sft_cmd(*overrides: str) -> list[str]:
+    return [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=1",
+            "-m", "verl.trainer.sft_trainer", f"--config-path={RECIPES_DIR}", "--config-name=sft_cold_start",
+            *overrides]
+
+
+def _grpo_cmd(*overrides: str) -> list[str]:
+    return [sys.executable, "-m", "verl.trainer.main_ppo", f"--config-path={RECIPES_DIR}",
+            "--config-name=grpo_semantic_zh_bo", *overrides]
+
+
+def _grpo_overrides(tmp_path: Path, mt_data: Path, policy: Path, minilm: str) -> list[str]:
+    return [PROFILE, f"actor_rollout_ref.model.path={policy}", f"data.train_files={mt_data / 'rl' / 'rl.parquet'}",
+            f"data.val_files={mt_data / 'rl' / 'dev.parquet'}", f"trainer.default_local_dir={tmp_path / 'ckpt'}",
+            f"reward.reward_kwargs.encoder.model={minilm}", f"hydra.run.dir={tmp_path / 'hydra'}", *MOVE]
+
+
+def _kl_loss(metrics: dict[str, float]) -> float:
+    return metrics["actor/kl_loss"]
+
+
+def test_cold_start_recipe_trains_checkpoints_and_resumes_on_cpu(tmp_path, mt_data, tiny_policy):
     ckpt = tmp_path / "ckpt"
-    args = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=1",
-            "-m", "verl.trainer.sft_trainer", f"--config-path={ROOT / 'recipes' / 'sft_cold_start'}",
-            "--config-name=config", f"model.path={model}", f"data.train_files={data / 'sft' / 'cold_start.parquet'}",
-            f"data.val_files={data / 'sft' / 'dev.parquet'}", "data.train_batch_size=8",
-            "data.micro_batch_size_per_gpu=4", "data.max_length=256", f"trainer.default_local_dir={ckpt}",
-            "trainer.save_freq=2", *CPU_OVERRIDES]
+    overrides = [PROFILE, f"model.path={tiny_policy}", f"data.train_files={mt_data / 'sft' / 'cold_start.parquet'}",
+                 f"data.val_files={mt_data / 'sft' / 'dev.parquet'}", f"trainer.default_local_dir={ckpt}",
+                 "trainer.save_freq=2", "trainer.resume_mode=auto", f"hydra.run.dir={tmp_path / 'hydra'}"]
 
-    first = subprocess.run([*args, "trainer.total_training_steps=2"], env=_env("cpu"), cwd=tmp_path,
-                           capture_output=True, text=True, timeout=600)
-    assert first.returncode == 0, first.stderr[-3000:]
-    steps = re.findall(r"^step:(\d+) - perf.*train/loss:([0-9.]+)", first.stdout + first.stderr, re.M)
-    assert [s for s, _ in steps] == ["1", "2"]
-    assert not all(_bf16_exact(float(loss)) for _, loss in steps)  # fp32 training: losses are not bf16 values
-    assert (ckpt / "global_step_2" / "huggingface").is_dir()
+    first = _run(_sft_cmd(*overrides, "trainer.total_training_steps=2"), _env("cpu"), tmp_path)
+    assert sorted(first) == [1, 2]
+    losses = [first[s]["train/loss"] for s in (1, 2)]
+    assert all(math.isfinite(x) for x in losses), losses
+    assert not all(_bf16_exact(x) for x in losses), losses  # fp32 training: losses are not bf16 values
+    assert (ckpt / "global_step_2").is_dir() and any((ckpt / "global_step_2").iterdir())
+    assert (ckpt / "latest_checkpointed_iteration.txt").read_text().strip() == "2"
 
-    second = subprocess.run([*args, "trainer.total_training_steps=3"], env=_env("cpu"), cwd=tmp_path,
-                            capture_output=True, text=True, timeout=600)
-    assert second.returncode == 0, second.stderr[-3000:]
-    resumed = re.findall(r"^step:(\d+) - perf", second.stdout + second.stderr, re.M)
-    assert resumed == ["3"]  # continued from the checkpoint instead of starting over
+    second = _run(_sft_cmd(*overrides, "trainer.total_training_steps=3"), _env("cpu"), tmp_path)
+    assert sorted(second) == [3]  # continued from the checkpoint instead of starting over
     assert (ckpt / "global_step_3").is_dir()
+    # verl validates at the last step; a dev split without one full batch would log nan here
+    val = {step: m["val/loss"] for run in (first, second) for step, m in run.items() if "val/loss" in m}
+    assert {2, 3} <= set(val) and all(math.isfinite(v) for v in val.values()), val
 
 
 def test_sft_without_the_cpu_platform_fails_as_documented(tmp_path):
     pytest.importorskip("verl")
     proc = subprocess.run(
-        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=1", "-m",
-         "verl.trainer.sft_trainer", f"--config-path={ROOT / 'recipes' / 'sft_cold_start'}", "--config-name=config",
-         "trainer.device=cpu", "data.train_files=/nonexistent.parquet"],
+        _sft_cmd(PROFILE, "data.train_files=/nonexistent.parquet", f"hydra.run.dir={tmp_path / 'hydra'}"),
         env=_env(None), cwd=tmp_path, capture_output=True, text=True, timeout=600)
     assert proc.returncode != 0
     assert "NCCL" in proc.stdout + proc.stderr  # verl alone has no CPU process group
 
 
 @pytest.mark.ray
-def test_grpo_end_to_end_on_cpu_with_checkpoint_and_resume(tmp_path, news_pairs):
+def test_grpo_legacy_trainer_end_to_end_on_cpu_with_checkpoint_and_resume(tmp_path, mt_data, tiny_policy,
+                                                                           minilm_path):
     """rollout (hf) -> our reward -> GRPO update -> weight sync, a checkpoint, and a resume."""
-    import json
-
-    out = tmp_path / "qs"
-    base = [sys.executable, str(ROOT / "scripts" / "quickstart.py"), "--out", str(out), "--cold-start-steps", "10"]
-    first = subprocess.run([*base, "--steps", "2", "trainer.save_freq=2", *MOVE], env=_env(None), cwd=ROOT,
-                           capture_output=True, text=True, timeout=900)
-    assert first.returncode == 0, first.stderr[-3000:] + first.stdout[-2000:]
-    summary = json.loads((out / "summary.json").read_text())
-    assert summary["steps"] == [1, 2]
-    assert all(isinstance(r, float) for r in summary["reward_mean"])  # our reward reached the trainer
-    assert summary["kl_loss"][1] > 1e-3  # the update moved the policy away from the reference
+    base = [*_grpo_overrides(tmp_path, mt_data, tiny_policy, minilm_path), "trainer.use_v1=false",
+            "trainer.save_freq=2", "trainer.resume_mode=auto"]
+    first = _run(_grpo_cmd(*base, "trainer.total_training_steps=2"), _env("cpu"), tmp_path)
+    assert sorted(first) == [1, 2]
+    for step, m in first.items():  # our reward reached the trainer: verl's score is our manager's score
+        assert math.isfinite(m[SCORE_KEY]), (step, m)
+        assert m["semantic_reward/score/mean"] == pytest.approx(m[SCORE_KEY], abs=1e-5), (step, m)
+    assert _kl_loss(first[2]) > 1e-3  # the update moved the policy away from the reference
     # the rollout follows the actor: its log-probs equal the actor's to float noise at every step
-    assert max(summary["rollout_probs_diff_max"]) < 1e-6, summary["rollout_probs_diff_max"]
-    assert (out / "checkpoints" / "global_step_2").is_dir()
+    diffs = [first[s][DIFF_KEY] for s in (1, 2)]
+    assert max(diffs) < 1e-6, diffs
+    assert (tmp_path / "ckpt" / "global_step_2" / "actor").is_dir()
 
-    second = subprocess.run([*base, "--steps", "3", "trainer.save_freq=2", *MOVE], env=_env(None), cwd=ROOT,
-                            capture_output=True, text=True, timeout=900)
-    assert second.returncode == 0, second.stderr[-3000:] + second.stdout[-2000:]
-    assert json.loads((out / "summary.json").read_text())["steps"] == [3]  # resumed after step 2
+    second = _run(_grpo_cmd(*base, "trainer.total_training_steps=3"), _env("cpu"), tmp_path)
+    assert sorted(second) == [3]  # resumed after step 2
+    assert second[3][DIFF_KEY] < 1e-6
 
 
 @pytest.mark.ray
-def test_grpo_v1_trainer_with_lora_keeps_the_rollout_in_sync(tmp_path, news_pairs):
-    """verl's V1 trainer, LoRA rank 8: the rollout receives the base once and the adapter each step."""
-    import json
-
-    out = tmp_path / "qs"
-    proc = subprocess.run([sys.executable, str(ROOT / "scripts" / "quickstart.py"), "--out", str(out),
-                           "--cold-start-steps", "10", "--steps", "3", *V1_LORA, *MOVE],
-                          env=_env(None), cwd=ROOT, capture_output=True, text=True, timeout=900)
-    assert proc.returncode == 0, proc.stderr[-3000:] + proc.stdout[-2000:]
-    summary = json.loads((out / "summary.json").read_text())
-    assert summary["steps"] == [1, 2, 3]
-    assert summary["kl_loss"][-1] > 1e-3  # the adapter moved the policy well away from the base
-    diffs = summary["rollout_probs_diff_max"]
-    # Measured: about 4e-10 at every step; with the adapter updates dropped (the old behaviour) the same run
-    # gives 2.4e-4 at step 2 (a difference of probabilities: the tiny policy's are all small).
+def test_grpo_v1_trainer_with_lora_keeps_the_rollout_in_sync(tmp_path, mt_data, tiny_policy, minilm_path):
+    """verl's V1 trainer (the profile's), LoRA: the rollout receives the base once and the adapter each step."""
+    steps = _run(_grpo_cmd(*_grpo_overrides(tmp_path, mt_data, tiny_policy, minilm_path), "trainer.use_v1=true",
+                           "trainer.total_training_steps=3"), _env("cpu"), tmp_path)
+    assert sorted(steps) == [1, 2, 3]
+    assert _kl_loss(steps[3]) > 1e-3  # the adapter moved the policy well away from the base
+    diffs = [steps[s][DIFF_KEY] for s in (1, 2, 3)]
+    # Measured (rank 8): about 4e-10 at every step; with the adapter updates dropped (the old behaviour) the
+    # same run gave 2.4e-4 at step 2 (a difference of probabilities: the tiny policy's are all small).
     assert max(diffs) < 1e-6 and diffs[-1] <= diffs[0] + 1e-7, diffs
+    for step, m in steps.items():  # every reward component reached the trainer's metrics
+        missing = [k for k in REWARD_KEYS if f"semantic_reward/{k}/mean" not in m]
+        assert not missing, (step, missing)
