@@ -1,6 +1,8 @@
 """verl's own entry points on CPU with our recipe files (recipes/<name>.yaml at profile=cpu-tiny):
 the SFT trainer and main_ppo (legacy and V1 GRPO) train, checkpoint and resume; the plugins register."""
 
+import json
+import logging
 import math
 import os
 import subprocess
@@ -8,6 +10,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from omegaconf import OmegaConf
 
 from data_tools.cli import main as data_tools_main
 from semantic_reward.experiment.metrics import SCORE_KEY, parse_step_line
@@ -21,9 +24,14 @@ ROOT = Path(__file__).resolve().parents[1]
 PROFILE = "profile=cpu-tiny"
 # A tiny policy earns almost no reward, so GRPO's advantages are ~0 and the policy would barely move; an
 # entropy bonus and a large step size move it every step, so a rollout that missed an update would show in
-# its log-probs.
-MOVE = ["actor_rollout_ref.actor.entropy_coeff=0.01", "actor_rollout_ref.actor.optim.lr=0.01"]
+# its log-probs. With the profile's LoRA (B starts at zero) lr 0.01 gave kl_loss 5.2e-4 after one update.
+MOVE = ["actor_rollout_ref.actor.entropy_coeff=0.01", "actor_rollout_ref.actor.optim.lr=0.03"]
+# The hf rollout returns log-probs of its processed (temperature / top-p) distribution, as vLLM does, and the
+# actor's apply the temperature only; with the recipe's top_p 0.9 the two differ by about 1e-4 before any
+# update (measured, both trainers). top_p 1.0 makes them comparable, so a missed weight sync shows.
+SYNC = ["actor_rollout_ref.rollout.top_p=1.0"]
 DIFF_KEY = "training/rollout_probs_diff_max"
+log = logging.getLogger(__name__)
 
 
 def _bf16_exact(x: float) -> bool:
@@ -61,8 +69,6 @@ print(json.dumps({
 
 
 def _probe(**env) -> dict:
-    import json
-
     proc = subprocess.run([sys.executable, "-c", _PROBE], env={**_env(None), **env}, capture_output=True, text=True,
                           timeout=300)
     assert proc.returncode == 0, proc.stderr[-2000:]
@@ -159,7 +165,14 @@ def _grpo_cmd(*overrides: str) -> list[str]:
 def _grpo_overrides(tmp_path: Path, mt_data: Path, policy: Path, minilm: str) -> list[str]:
     return [PROFILE, f"actor_rollout_ref.model.path={policy}", f"data.train_files={mt_data / 'rl' / 'rl.parquet'}",
             f"data.val_files={mt_data / 'rl' / 'dev.parquet'}", f"trainer.default_local_dir={tmp_path / 'ckpt'}",
-            f"reward.reward_kwargs.encoder.model={minilm}", f"hydra.run.dir={tmp_path / 'hydra'}", *MOVE]
+            f"reward.reward_kwargs.encoder.model={minilm}", f"hydra.run.dir={tmp_path / 'hydra'}", *MOVE, *SYNC]
+
+
+def _summary(steps: dict[int, dict[str, float]]) -> dict[int, dict[str, float]]:
+    """The numbers these tests judge, per step, for the log (pytest -o log_cli=true --log-cli-level=INFO)."""
+    keys = (SCORE_KEY, "semantic_reward/score/mean", "semantic_reward/semantic_similarity/mean",
+            "semantic_reward/language_reward/mean", "actor/kl_loss", DIFF_KEY)
+    return {step: {k: m[k] for k in keys if k in m} for step, m in sorted(steps.items())}
 
 
 def _kl_loss(metrics: dict[str, float]) -> float:
@@ -170,14 +183,21 @@ def test_cold_start_recipe_trains_checkpoints_and_resumes_on_cpu(tmp_path, mt_da
     ckpt = tmp_path / "ckpt"
     overrides = [PROFILE, f"model.path={tiny_policy}", f"data.train_files={mt_data / 'sft' / 'cold_start.parquet'}",
                  f"data.val_files={mt_data / 'sft' / 'dev.parquet'}", f"trainer.default_local_dir={ckpt}",
-                 "trainer.save_freq=2", "trainer.resume_mode=auto", f"hydra.run.dir={tmp_path / 'hydra'}"]
+                 "trainer.save_freq=2", "trainer.resume_mode=auto", f"hydra.run.dir={tmp_path / 'hydra'}",
+                 # the recipe's cosine schedule ends at lr 0 after step 2 and the resumed run takes the optimizer's
+                 # lr from the checkpoint, so step 3 would not move the weights (measured: identical val/loss)
+                 "optim.lr_scheduler_type=constant"]
 
     first = _run(_sft_cmd(*overrides, "trainer.total_training_steps=2"), _env("cpu"), tmp_path)
     assert sorted(first) == [1, 2]
     losses = [first[s]["train/loss"] for s in (1, 2)]
     assert all(math.isfinite(x) for x in losses), losses
     assert not all(_bf16_exact(x) for x in losses), losses  # fp32 training: losses are not bf16 values
-    assert (ckpt / "global_step_2").is_dir() and any((ckpt / "global_step_2").iterdir())
+    # a LoRA checkpoint at the profile's rank, with the Hugging Face copy the recipe asks for (hf_model)
+    lora = OmegaConf.load(RECIPES_DIR / "profile" / "cpu-tiny.yaml").lora
+    meta = json.loads((ckpt / "global_step_2" / "lora_train_meta.json").read_text())
+    assert (meta["r"], meta["lora_alpha"]) == (lora.rank, lora.alpha), meta
+    assert (ckpt / "global_step_2" / "huggingface" / "model.safetensors").is_file()
     assert (ckpt / "latest_checkpointed_iteration.txt").read_text().strip() == "2"
 
     second = _run(_sft_cmd(*overrides, "trainer.total_training_steps=3"), _env("cpu"), tmp_path)
@@ -185,7 +205,9 @@ def test_cold_start_recipe_trains_checkpoints_and_resumes_on_cpu(tmp_path, mt_da
     assert (ckpt / "global_step_3").is_dir()
     # verl validates at the last step; a dev split without one full batch would log nan here
     val = {step: m["val/loss"] for run in (first, second) for step, m in run.items() if "val/loss" in m}
+    log.info("SFT train/loss %s (step 3: %s), val/loss %s", losses, second[3].get("train/loss"), val)
     assert {2, 3} <= set(val) and all(math.isfinite(v) for v in val.values()), val
+    assert val[3] != val[2], val  # the resumed step trained the restored adapter
 
 
 def test_sft_without_the_cpu_platform_fails_as_documented(tmp_path):
@@ -204,6 +226,7 @@ def test_grpo_legacy_trainer_end_to_end_on_cpu_with_checkpoint_and_resume(tmp_pa
     base = [*_grpo_overrides(tmp_path, mt_data, tiny_policy, minilm_path), "trainer.use_v1=false",
             "trainer.save_freq=2", "trainer.resume_mode=auto"]
     first = _run(_grpo_cmd(*base, "trainer.total_training_steps=2"), _env("cpu"), tmp_path)
+    log.info("legacy GRPO: %s", _summary(first))
     assert sorted(first) == [1, 2]
     for step, m in first.items():  # our reward reached the trainer: verl's score is our manager's score
         assert math.isfinite(m[SCORE_KEY]), (step, m)
@@ -215,6 +238,7 @@ def test_grpo_legacy_trainer_end_to_end_on_cpu_with_checkpoint_and_resume(tmp_pa
     assert (tmp_path / "ckpt" / "global_step_2" / "actor").is_dir()
 
     second = _run(_grpo_cmd(*base, "trainer.total_training_steps=3"), _env("cpu"), tmp_path)
+    log.info("legacy GRPO resumed: %s", _summary(second))
     assert sorted(second) == [3]  # resumed after step 2
     assert second[3][DIFF_KEY] < 1e-6
 
@@ -224,11 +248,12 @@ def test_grpo_v1_trainer_with_lora_keeps_the_rollout_in_sync(tmp_path, mt_data, 
     """verl's V1 trainer (the profile's), LoRA: the rollout receives the base once and the adapter each step."""
     steps = _run(_grpo_cmd(*_grpo_overrides(tmp_path, mt_data, tiny_policy, minilm_path), "trainer.use_v1=true",
                            "trainer.total_training_steps=3"), _env("cpu"), tmp_path)
+    log.info("V1 GRPO with LoRA: %s", _summary(steps))
     assert sorted(steps) == [1, 2, 3]
     assert _kl_loss(steps[3]) > 1e-3  # the adapter moved the policy well away from the base
     diffs = [steps[s][DIFF_KEY] for s in (1, 2, 3)]
-    # Measured (rank 8): about 4e-10 at every step; with the adapter updates dropped (the old behaviour) the
-    # same run gave 2.4e-4 at step 2 (a difference of probabilities: the tiny policy's are all small).
+    # Measured before (rank 8, top_p 1): about 4e-10 at every step; with the adapter updates dropped (the old
+    # behaviour) the same run gave 2.4e-4 at step 2 (a difference of probabilities: the tiny policy's are small).
     assert max(diffs) < 1e-6 and diffs[-1] <= diffs[0] + 1e-7, diffs
     for step, m in steps.items():  # every reward component reached the trainer's metrics
         missing = [k for k in REWARD_KEYS if f"semantic_reward/{k}/mean" not in m]
