@@ -228,7 +228,13 @@ def test_sft_validation_batch_is_full_or_refused_at_every_profile(tmp_path, news
         check_recipe(recipe, "cpu-tiny", [f"data.train_files={sft / f'{train}.parquet'}",
                                           f"data.val_files={sft / 'dev.parquet'}"])
     sft = _split("paper", tmp_path / "paper")
-    with pytest.raises(RecipeError, match=r"dev.parquet has 17 rows = 2 per rank on 8 rank.*at most 16"):
+    import pyarrow.parquet as pq
+
+    rows = pq.read_metadata(sft / "dev.parquet").num_rows  # 5% of the 300 pairs: too few for 8 ranks x 4
+    per_rank = rows // 8
+    assert per_rank < 4
+    with pytest.raises(RecipeError, match=rf"dev.parquet has {rows} rows = {per_rank} per rank on 8 rank.*"
+                                          rf"at most {per_rank * 8}\b"):
         check_recipe("sft_cold_start", "paper", [f"data.train_files={sft / 'cold_start.parquet'}",
                                                  f"data.val_files={sft / 'dev.parquet'}"])
     check_recipe("sft_cold_start", "paper", [f"data.train_files={_sft_parquet(tmp_path / 't.parquet', 5000)}",
