@@ -10,7 +10,6 @@ never inside a syllable.
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,7 +23,6 @@ from .config import WHAT, ConfigError, TokenConfig
 
 __all__ = ["load_tokenizer", "Truncator", "TruncationCounts", "token_percentiles", "measure_lengths"]
 
-log = logging.getLogger(__name__)
 
 _CLOSERS = TSHEG + SHADS  # kept after the last syllable: it ends the syllable (or the sentence) cleanly
 
