@@ -21,7 +21,7 @@ from semantic_reward.text import SEGMENTER, SHADS, TSHEG
 
 from .config import WHAT, ConfigError, TokenConfig
 
-__all__ = ["load_tokenizer", "Truncator", "TruncationCounts", "token_percentiles", "measure_lengths"]
+__all__ = ["load_tokenizer", "tokenizer_for", "Truncator", "TruncationCounts", "token_percentiles", "measure_lengths"]
 
 
 _CLOSERS = TSHEG + SHADS  # kept after the last syllable: it ends the syllable (or the sentence) cleanly
