@@ -5,7 +5,7 @@ pipeline (readers -> normalisation -> filters -> splits -> prompts) backs the
 ``data.custom_cls`` dataset in ``data_tools.verl_dataset``.
 """
 
-from .config import BuildConfig, FilterConfig, InputConfig, NormalizeConfig, PromptConfig, SplitConfig
+from .config import BuildConfig, FilterConfig, InputConfig, NormalizeConfig, PromptConfig, SplitConfig, TokenConfig
 from .errors import InputError
 from .pipeline import BuildResult, build
 
@@ -18,5 +18,6 @@ __all__ = [
     "NormalizeConfig",
     "PromptConfig",
     "SplitConfig",
+    "TokenConfig",
     "build",
 ]

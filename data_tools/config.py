@@ -25,6 +25,7 @@ __all__ = [
     "PromptConfig",
     "SplitConfig",
     "Task",
+    "TokenConfig",
     "TASKS",
     "FORMATS",
     "task_defaults",
@@ -58,10 +59,18 @@ class InstructionLanguage(Choice):
 TASKS = Task.values()
 FORMATS = InputFormat.values()
 
+HEADLINE_SOURCE_TOKENS = 2048
+"""[default] headline passage budget in policy tokens. Measured with Qwen's tokenizer on the headline stand-in
+(../shared/data/bo_title_generation.jsonl, docs GPU_PATH.md): passages run 1,171-5,041 tokens, median 2,712,
+about 5.5 tokens per syllable; 2,048 tokens keep the lead (~370 syllables, three quarters of a median passage),
+where a headline's content sits, at a prompt length a 4B policy trains on with n = 8."""
+
 _TASK_DEFAULTS: dict[str, dict[str, Any]] = {
     "mt": {},
-    # A headline is far shorter than its passage: a length-ratio bound would drop every row.
-    "headline": {"direction": "bo-bo", "filters": {"max_length_ratio": None}},
+    # A headline is far shorter than its passage: a length-ratio bound would drop every row. Passages are
+    # truncated to a token budget instead of dropped for their length.
+    "headline": {"direction": "bo-bo", "filters": {"max_length_ratio": None},
+                 "tokens": {"source_tokens": HEADLINE_SOURCE_TOKENS}},
 }
 
 
@@ -131,7 +140,8 @@ class FilterConfig(Settings):
     WHAT = WHAT
 
     min_units: int = setting(1, ge=0, help="drop rows with fewer units on either side")
-    max_source_units: int = setting(1024, ge=1, help="drop rows with a longer source")
+    max_source_units: int = setting(1024, ge=1, help="drop rows with a longer source (not applied when "
+                                                      "--source-tokens truncates sources instead)")
     max_target_units: int = setting(1024, ge=1, help="drop rows with a longer target")
     max_length_ratio: float | None = setting(4.0, ge=1, help="drop pairs whose longer side exceeds this many "
                                                               "times the shorter (null: no bound)")
@@ -189,6 +199,28 @@ class PromptConfig(Settings):
 
 
 @dataclass(frozen=True)
+class TokenConfig(Settings):
+    """Lengths in the policy's tokens: the source budget, and the percentiles the recipes' lengths come from.
+
+    A source longer than ``source_tokens`` is cut at its last whole syllable (or Han character) that fits,
+    and counted in stats.json, instead of being dropped. With a tokenizer, stats.json also holds token
+    percentiles of the prompts (chat template applied), references and whole SFT conversations, which
+    ``recipe_check --stats`` compares with a recipe's lengths.
+    """
+
+    SECTION = "tokens"
+    WHAT = WHAT
+
+    tokenizer: str | None = setting(None, help="the policy's tokenizer: a model folder or hub name (e.g. "
+                                               "Qwen/Qwen3-4B); needed by --source-tokens; in data.raw_corpus "
+                                               "verl's own tokenizer is used when unset")
+    source_tokens: int | None = setting(None, ge=1, help="truncate each source to this many tokens at a syllable "
+                                                         "boundary (null: no truncation)")
+    enable_thinking: bool = setting(False, help="the chat template's thinking switch when prompt tokens are "
+                                                "counted (the profile's 'thinking')")
+
+
+@dataclass(frozen=True)
 class BuildConfig(Settings):
     """One dataset build: a task over one corpus."""
 
@@ -202,6 +234,7 @@ class BuildConfig(Settings):
     filters: FilterConfig = setting(default_factory=FilterConfig)
     splits: SplitConfig = setting(default_factory=SplitConfig)
     prompts: PromptConfig = setting(default_factory=PromptConfig)
+    tokens: TokenConfig = setting(default_factory=TokenConfig)
 
     def validate(self) -> None:
         self.input.check_given()

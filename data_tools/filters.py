@@ -39,9 +39,11 @@ class RowFilter:
     """Applies ``FilterConfig`` to normalised pairs; ``counts`` holds one counter per reason."""
 
     def __init__(
-        self, config: FilterConfig, source_language: str, target_language: str, reward_purity: float = DEFAULT_PURITY
+        self, config: FilterConfig, source_language: str, target_language: str, reward_purity: float = DEFAULT_PURITY,
+        bound_source_length: bool = True,
     ):
         self.config = config
+        self.bound_source_length = bound_source_length  # False: sources were truncated to a token budget
         self.target_purity = max(config.min_script_share, reward_purity)
         registry = LanguageRegistry()
         self.source_scripts = registry.get(source_language).scripts
@@ -70,7 +72,7 @@ class RowFilter:
             return "wrong_script_target"
         if src_units < cfg.min_units or (tgt_units is not None and tgt_units < cfg.min_units):
             return "too_short"
-        if src_units > cfg.max_source_units:
+        if self.bound_source_length and src_units > cfg.max_source_units:
             return "too_long_source"
         if tgt_units is not None and tgt_units > cfg.max_target_units:
             return "too_long_target"

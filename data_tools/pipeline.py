@@ -29,6 +29,7 @@ from .prompts import PromptBuilder
 from .readers import read_rows
 from .records import Pair, RawRow
 from .splits import SPLITS, SplitAssigner, check_disjoint, few_shot_subset
+from .tokens import Truncator, measure_lengths, tokenizer_for
 
 __all__ = ["BuildResult", "build", "extract_pairs"]
 
@@ -114,13 +115,22 @@ def _percentiles(values: list[int]) -> dict[str, float]:
             "p99": float(np.percentile(arr, 99)), "max": int(arr.max())}
 
 
-def build(config: BuildConfig, progress: bool | None = None) -> BuildResult:
-    """Run the whole pipeline; raises ``InputError`` on bad input (unless skipped)."""
+def build(config: BuildConfig, progress: bool | None = None, tokenizer: Any = None) -> BuildResult:
+    """Run the whole pipeline; raises ``InputError`` on bad input (unless skipped).
+
+    ``tokenizer`` is the policy's tokenizer object where the caller has one (verl's, in
+    ``data.raw_corpus``); ``tokens.tokenizer`` names one to load instead and wins.
+    """
     prompts = PromptBuilder(config)  # a bad template fails before any reading
+    tok = tokenizer_for(config.tokens, tokenizer)  # a missing tokenizer fails before any reading too
+    budget = config.tokens.source_tokens
+    truncator = Truncator(tok[0], budget) if tok is not None and budget is not None else None
     normalizer = Normalizer(config.normalize)
     src_zh = canonical_language(config.source_language) == "chinese"
     tgt_zh = canonical_language(config.target_language) == "chinese"
-    row_filter = RowFilter(config.filters, config.source_language, config.target_language)
+    # with a token budget, a long source is truncated (and counted), never dropped for its length
+    row_filter = RowFilter(config.filters, config.source_language, config.target_language,
+                           bound_source_length=truncator is None)
     has_targets = not config.input.source_only and config.input.format != "text"
     assigner = SplitAssigner(config.splits, has_targets=has_targets)
     invalid: Counter[str] = Counter()
@@ -134,6 +144,8 @@ def build(config: BuildConfig, progress: bool | None = None) -> BuildResult:
             read += 1
             raw = (pair.source, pair.target)
             pair.source = normalizer(pair.source, chinese=src_zh)
+            if truncator is not None:
+                pair.source = truncator(pair.source)
             if pair.target is not None:
                 pair.target = normalizer(pair.target, chinese=tgt_zh)
             yield pair, raw
@@ -172,6 +184,12 @@ def build(config: BuildConfig, progress: bool | None = None) -> BuildResult:
         },
         "settings": _settings_dict(config),
     }
+    if truncator is not None:
+        stats["truncation"] = truncator.counts.stats(tok[1], budget)
+    if tok is not None:
+        kept = [p for rows in splits.values() for p in rows]
+        stats["lengths_in_tokens"] = measure_lengths(tok[0], tok[1], [prompts.messages(p.source) for p in kept],
+                                                     [p.target for p in kept], config.tokens.enable_thinking)
     return BuildResult(config, splits, few_shot, stats, prompts)
 
 

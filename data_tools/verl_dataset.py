@@ -47,7 +47,8 @@ class RawCorpusDataset(RLHFDataset):
 
     def _read_files_and_tokenize(self):
         config, split = build_config_from_verl(list(self.data_files), self.config)
-        result = build(config, progress=False)
+        # verl's tokenizer is the policy's: the source budget (tokens.source_tokens) is counted in it
+        result = build(config, progress=False, tokenizer=self.tokenizer)
         if split.startswith("few_shot_"):
             size = int(split.split("_")[-1])
             if size not in result.few_shot:

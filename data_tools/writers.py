@@ -288,6 +288,16 @@ def format_stats(stats: dict[str, Any]) -> str:
     for k, n in stats["few_shot"].items():
         short = f"   WARNING: only {n} of {k} (no more training rows)" if n < int(k) else ""
         lines.append(f"  few_shot_{k:<3}{n:>7}{short}")
+    if "truncation" in stats:
+        t = stats["truncation"]
+        before = t["source_tokens_before"]
+        lines.append(f"  truncated {t['truncated']} of {t['rows']} sources to {t['source_tokens']} tokens "
+                     f"(before: p50 {before.get('p50', 0):.0f}, p99 {before.get('p99', 0):.0f}, max {before.get('max', 0)})")
+    if "lengths_in_tokens" in stats:
+        tl = stats["lengths_in_tokens"]
+        cells = ", ".join(f"{name} p99 {tl[name].get('p99', 0):.0f} max {tl[name].get('max', 0)}"
+                          for name in ("prompt", "reference", "sft"))
+        lines.append(f"  tokens ({tl['tokenizer']}): {cells}")
     if stats.get("empty_splits"):
         lines.append(f"  WARNING: empty split(s) written (--allow-empty): {', '.join(stats['empty_splits'])}")
     return "\n".join(lines)

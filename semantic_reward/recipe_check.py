@@ -5,6 +5,10 @@ batch sizes the data cannot fill (verl's SFT validation loss is NaN when the dev
 the per-rank batch: its loaders drop the last incomplete batch).
 
     python -m semantic_reward.recipe_check [--profile cpu-tiny] recipes/*.yaml [--set key=value ...]
+    python -m semantic_reward.recipe_check grpo_semantic_headline --stats data/headline/stats.json
+
+``--stats`` also checks the recipe's prompt, response and SFT lengths against the token percentiles of
+a data_tools build (``data_tools.lengths``): a length below the data's P99 fails, below its longest row warns.
 """
 
 from __future__ import annotations
@@ -252,6 +256,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--profile", default=None, help=f"scale profile (default: the recipe's, {DEFAULT_PROFILE})")
     ap.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                     help="a Hydra override, exactly as passed to verl (repeatable)")
+    ap.add_argument("--stats", default=None, metavar="STATS_JSON",
+                    help="a data_tools stats.json (built with --tokenizer): check the recipe's lengths against it")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(message)s")
     failed = 0
@@ -260,7 +266,15 @@ def main(argv: list[str] | None = None) -> int:
         print(f"FAIL  {problem}")
     for p in args.recipes:
         try:
-            check_recipe(p, args.profile, args.overrides)
+            cfg = check_recipe(p, args.profile, args.overrides)
+            if args.stats:
+                from data_tools.lengths import check_recipe_lengths, load_stats
+
+                lengths = check_recipe_lengths(load_stats(args.stats), cfg, recipe_kind(p))
+                for line in lengths.warnings:
+                    print(f"WARN  {p}: {line}")
+                if lengths.errors:
+                    raise RecipeError("; ".join(lengths.errors))
             print(f"ok    {p}" + (f" (profile {args.profile})" if args.profile else ""))
         except Exception as exc:  # report every recipe, then fail
             failed += 1

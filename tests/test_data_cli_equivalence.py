@@ -52,11 +52,14 @@ def raw_corpus_rows(path, task, settings, split, tokenizer, tmp_path):
 
 @pytest.mark.parametrize(("task", "flags", "settings"), CASES,
                          ids=[f"{t}{''.join(f)}" for t, f, _ in CASES])
-def test_command_line_and_raw_corpus_give_identical_rows(task, flags, settings, tokenizer, tmp_path):
+def test_command_line_and_raw_corpus_give_identical_rows(task, flags, settings, tokenizer, tiny_tokenizer_dir,
+                                                         tmp_path):
     rows = read_jsonl(CORPUS[task])
     path = SHARED_DATA / CORPUS[task]
     out = tmp_path / "cli"
-    assert cli_main([task, "--input", str(path), "--out", str(out), "--quiet", *flags]) == 0
+    # the command line names the policy's tokenizer; data.raw_corpus counts in the one verl hands it (the same)
+    named = ["--tokenizer", tiny_tokenizer_dir] if task == "headline" else []
+    assert cli_main([task, "--input", str(path), "--out", str(out), "--quiet", *flags, *named]) == 0
     for split in ("rl", "test"):
         written = pq.read_table(out / "rl" / f"{split}.parquet").to_pylist()
         served, stats = raw_corpus_rows(path, task, settings, split, tokenizer, tmp_path)
@@ -72,6 +75,9 @@ def test_headline_defaults_keep_the_rows_on_both_routes(tokenizer, tmp_path):
     assert stats["filtered"]["length_ratio"] == 0
     assert stats["settings"]["filters"]["max_length_ratio"] is None and stats["direction"] == "bo-bo"
     assert stats["kept"] == len(rows) - stats["filtered_total"] > len(rows) * 0.9
+    # passages are cut to the budget in verl's own tokenizer, never dropped for their length
+    assert stats["filtered"]["too_long_source"] == 0 and stats["truncation"]["truncated"] > 0
+    assert stats["truncation"]["tokenizer"] == tokenizer.name_or_path
     with pytest.raises(ConfigError, match="empty after filtering"):  # what the old default did to the corpus
         raw_corpus_rows(SHARED_DATA / CORPUS["headline"], "headline", {"filters": {"max_length_ratio": 4.0}}, "rl",
                         tokenizer, tmp_path)

@@ -18,7 +18,7 @@ def test_there_are_grpo_sft_and_ablation_recipes_and_two_profiles():
     names = {p.stem for p in RECIPES}
     assert {"grpo_semantic_zh_bo", "grpo_semantic_bo_zh", "grpo_semantic_headline", "sft_cold_start",
             "sft_strong", "ablation_lexical_chrf", "ablation_no_language", "ablation_source_grounded",
-            "recover_sft", "fewshot_headline_from_mt"} <= names
+            "recover_sft", "fewshot_headline_from_mt", "sft_cold_start_headline", "sft_strong_headline"} <= names
     assert {"cpu-tiny", "paper"} <= set(PROFILES)
     assert check_profiles() == []
 
