@@ -35,7 +35,7 @@ bench: install
 
 # the same GRPO steps through verl's main_ppo with our reward and with a constant one (reuses outputs/quickstart)
 bench-overhead: install
-	$(PY) scripts/bench_reward_overhead.py --json outputs/bench_reward_overhead.json
+	$(PY) scripts/bench_reward_overhead.py --repeats 2 --json outputs/bench_reward_overhead.json
 
 encoder-demo: install
 	$(PY) scripts/encoder_demo.py

@@ -72,12 +72,14 @@ def _mean(values: Sequence[float]) -> float:
     return statistics.fmean(finite) if finite else math.nan
 
 
-def summarize(rows: Sequence[Mapping[str, float]], warmup: int = 1) -> dict[str, Any]:
-    """Warm-up steps apart, means over the rest (the steady state)."""
-    if len(rows) <= warmup:
-        raise ValueError(f"{len(rows)} step(s) logged; need more than the {warmup} warm-up step(s)")
-    steady = rows[warmup:]
-    return {"warmup_step_s": [r["step_s"] for r in rows[:warmup]], "steps_measured": len(steady),
+def summarize(runs: Sequence[Sequence[Mapping[str, float]]], warmup: int = 1) -> dict[str, Any]:
+    """Each run's warm-up steps apart, means over the rest of every run pooled (the steady state)."""
+    steady: list[Mapping[str, float]] = []
+    for rows in runs:
+        if len(rows) <= warmup:
+            raise ValueError(f"{len(rows)} step(s) logged; need more than the {warmup} warm-up step(s)")
+        steady += rows[warmup:]
+    return {"warmup_step_s": [r["step_s"] for rows in runs for r in rows[:warmup]], "steps_measured": len(steady),
             **{f"mean_{k}": _mean([r[k] for r in steady]) for k in ("step_s", "gen_s", "reward_s", "response_length")}}
 
 
@@ -97,18 +99,20 @@ def _fmt(value: float, digits: int = 2) -> str:
 def format_table(result: Mapping[str, Any]) -> str:
     """Markdown: one row per run, then the ratio and the share."""
     runs, cmp = result["runs"], result["comparison"]
-    lines = ["| run | warm-up step s | mean step s | mean gen s | mean reward s (logged) | mean response tokens |",
-             "|---|---|---|---|---|---|"]
+    lines = ["| reward | warm-up step s | mean step s | mean gen s | mean reward s (logged) | mean response tokens "
+             "| steps measured |", "|---|---|---|---|---|---|---|"]
     for name in ("semantic", "constant"):
         r = runs[name]["summary"]
         lines.append(f"| {name} | {' / '.join(_fmt(v) for v in r['warmup_step_s'])} | {_fmt(r['mean_step_s'])} | "
-                     f"{_fmt(r['mean_gen_s'])} | {_fmt(r['mean_reward_s'])} | {_fmt(r['mean_response_length'], 1)} |")
+                     f"{_fmt(r['mean_gen_s'])} | {_fmt(r['mean_reward_s'])} | {_fmt(r['mean_response_length'], 1)} | "
+                     f"{r['steps_measured']} |")
     logged = cmp.get("reward_share_logged")
     lines += ["", f"step time ratio semantic/constant: {_fmt(cmp['step_ratio'], 3)} "
                   f"(gen {_fmt(cmp['gen_ratio'], 3)}); reward's share of a step: {100 * cmp['reward_share']:.1f}% "
                   f"(the semantic step's time beyond the constant one"
                   + (f"; verl's timing_s/reward: {100 * logged:.1f}%)" if logged is not None else ")"),
-              f"({result['steps_measured']} steps after {result['warmup']} warm-up, profile {result['profile']})"]
+              f"(profile {result['profile']}; {result['repeats']} run(s) per reward, alternating, each "
+              f"{result['steps_per_run']} steps of which the first {result['warmup']} are warm-up)"]
     return "\n".join(lines)
 
 
@@ -194,6 +198,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--profile", default="cpu-tiny")
     ap.add_argument("--steps", type=int, default=4, help="GRPO steps per run, the first one warm-up")
+    ap.add_argument("--repeats", type=int, default=1, help="runs per reward, alternating semantic/constant")
     ap.add_argument("--data-dir", type=Path, default=ROOT.parent / "shared" / "data")
     ap.add_argument("--quickstart", type=Path, default=ROOT / "outputs" / "quickstart",
                     help="an earlier quickstart's folder: reuse its prep/policy, encoder and data/out")
@@ -202,6 +207,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--json", type=Path, default=ROOT / "outputs" / "bench_reward_overhead.json")
     ap.add_argument("--lm-steps", type=int, default=120, help="language-model steps for a tiny policy built here")
     args = ap.parse_args(argv)
+    if args.repeats < 1:
+        ap.error("--repeats must be at least 1")
     if args.steps < 2:
         ap.error("--steps must be at least 2 (one warm-up step, one measured)")
     logging.basicConfig(level=logging.INFO, format="%(message)s")
@@ -221,17 +228,21 @@ def main(argv: Sequence[str] | None = None) -> int:
         f"reward.custom_reward_function.path={Path(__file__).resolve()}",
         "reward.custom_reward_function.name=constant_reward",
     ]
-    runs: dict[str, Any] = {}
-    for name, extra in (("semantic", []), ("constant", constant)):
-        log.info("[%s] %d GRPO steps through verl's main_ppo (profile %s)", name, args.steps, args.profile)
-        start = time.perf_counter()
-        per_step = _run_stage(name, args, out, policy, encoder, data, extra)
-        rows = step_rows(per_step)
-        runs[name] = {"wall_s": time.perf_counter() - start, "steps": rows, "summary": summarize(rows),
-                      "log": str(out / name / "log.txt")}
-        log.info("[%s] %d steps in %.0f s", name, len(rows), runs[name]["wall_s"])
-    result = {"profile": args.profile, "warmup": 1, "steps_measured": args.steps - 1, "policy": str(policy),
-              "encoder": str(encoder), "runs": runs,
+    runs: dict[str, Any] = {"semantic": {"runs": []}, "constant": {"runs": []}}
+    for i in range(args.repeats):  # alternating, so a slow spell of a shared machine hits both rewards
+        for name, extra in (("semantic", []), ("constant", constant)):
+            stage = name if args.repeats == 1 else f"{name}_{i + 1}"
+            log.info("[%s] %d GRPO steps through verl's main_ppo (profile %s)", stage, args.steps, args.profile)
+            start, load = time.perf_counter(), os.getloadavg()[0]
+            rows = step_rows(_run_stage(stage, args, out, policy, encoder, data, extra))
+            record = {"wall_s": time.perf_counter() - start, "load_1min": [load, os.getloadavg()[0]],
+                      "steps": rows, "log": str(out / stage / "log.txt")}
+            runs[name]["runs"].append(record)
+            log.info("[%s] %d steps in %.0f s", stage, len(rows), record["wall_s"])
+    for name in runs:
+        runs[name]["summary"] = summarize([r["steps"] for r in runs[name]["runs"]])
+    result = {"profile": args.profile, "warmup": 1, "steps_per_run": args.steps, "repeats": args.repeats,
+              "cpu_count": os.cpu_count(), "policy": str(policy), "encoder": str(encoder), "runs": runs,
               "comparison": compare(runs["semantic"]["summary"], runs["constant"]["summary"])}
     print(format_table(result))
     args.json.parent.mkdir(parents=True, exist_ok=True)

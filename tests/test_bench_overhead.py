@@ -34,8 +34,8 @@ def test_a_step_without_verl_step_timer_is_an_error_naming_it():
 
 def test_summary_ratio_and_share_from_step_times():
     # warm-up 40 / 35, then semantic 12, 14, 16 (+2 s save at the end) vs constant 10, 10, 10
-    ours = summarize(step_rows(_records([40.0, 12.0, 14.0, 18.0], [30.0, 9.0, 10.0, 11.0], save_last=2.0)))
-    const = summarize(step_rows(_records([35.0, 10.0, 10.0, 10.0], [25.0, 8.0, 8.0, 8.0])))
+    ours = summarize([step_rows(_records([40.0, 12.0, 14.0, 18.0], [30.0, 9.0, 10.0, 11.0], save_last=2.0))])
+    const = summarize([step_rows(_records([35.0, 10.0, 10.0, 10.0], [25.0, 8.0, 8.0, 8.0]))])
     assert ours["warmup_step_s"] == [40.0] and ours["steps_measured"] == 3
     assert ours["mean_step_s"] == pytest.approx(14.0)
     assert ours["mean_response_length"] == pytest.approx(23.0)  # steps 2..4: 22, 23, 24
@@ -47,26 +47,36 @@ def test_summary_ratio_and_share_from_step_times():
 
 
 def test_logged_reward_timer_gives_its_own_share():
-    ours = summarize(step_rows(_records([20.0, 10.0, 10.0], [5.0, 5.0, 5.0], reward=[9.0, 2.0, 3.0])))
-    const = summarize(step_rows(_records([20.0, 8.0, 8.0], [5.0, 5.0, 5.0])))
+    ours = summarize([step_rows(_records([20.0, 10.0, 10.0], [5.0, 5.0, 5.0], reward=[9.0, 2.0, 3.0]))])
+    const = summarize([step_rows(_records([20.0, 8.0, 8.0], [5.0, 5.0, 5.0]))])
     cmp = compare(ours, const)
     assert cmp["reward_share_logged"] == pytest.approx(2.5 / 10.0)
     assert cmp["reward_share"] == pytest.approx(0.2)
 
 
+def test_repeats_pool_their_steady_steps_and_keep_each_warm_up():
+    first = step_rows(_records([40.0, 10.0, 12.0], [1.0, 1.0, 1.0]))
+    second = step_rows(_records([30.0, 20.0, 20.0], [1.0, 1.0, 1.0]))
+    pooled = summarize([first, second])
+    assert pooled["warmup_step_s"] == [40.0, 30.0]
+    assert pooled["steps_measured"] == 4
+    assert pooled["mean_step_s"] == pytest.approx(15.5)  # (10 + 12 + 20 + 20) / 4
+
+
 def test_summary_needs_a_step_after_warm_up():
     with pytest.raises(ValueError, match="1 step"):
-        summarize(step_rows(_records([5.0], [1.0])))
+        summarize([step_rows(_records([5.0], [1.0]))])
 
 
 def test_table_shows_both_runs_the_ratio_and_the_share():
-    ours = summarize(step_rows(_records([40.0, 12.0, 16.0], [30.0, 9.0, 11.0])))
-    const = summarize(step_rows(_records([35.0, 10.0, 10.0], [25.0, 8.0, 8.0])))
+    ours = summarize([step_rows(_records([40.0, 12.0, 16.0], [30.0, 9.0, 11.0]))])
+    const = summarize([step_rows(_records([35.0, 10.0, 10.0], [25.0, 8.0, 8.0]))])
     result = {"runs": {"semantic": {"summary": ours}, "constant": {"summary": const}},
-              "comparison": compare(ours, const), "steps_measured": 2, "warmup": 1, "profile": "cpu-tiny"}
+              "comparison": compare(ours, const), "steps_per_run": 3, "repeats": 1, "warmup": 1,
+              "profile": "cpu-tiny"}
     table = format_table(result)
-    assert "| semantic | 40.00 | 14.00 | 10.00 | - | 22.5 |" in table
-    assert "| constant | 35.00 | 10.00 | 8.00 | - | 22.5 |" in table
+    assert "| semantic | 40.00 | 14.00 | 10.00 | - | 22.5 | 2 |" in table
+    assert "| constant | 35.00 | 10.00 | 8.00 | - | 22.5 | 2 |" in table
     assert "ratio semantic/constant: 1.400 (gen 1.250)" in table
     assert "reward's share of a step: 28.6%" in table
 
