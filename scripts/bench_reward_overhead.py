@@ -106,6 +106,10 @@ def format_table(result: Mapping[str, Any]) -> str:
         lines.append(f"| {name} | {' / '.join(_fmt(v) for v in r['warmup_step_s'])} | {_fmt(r['mean_step_s'])} | "
                      f"{_fmt(r['mean_gen_s'])} | {_fmt(r['mean_reward_s'])} | {_fmt(r['mean_response_length'], 1)} | "
                      f"{r['steps_measured']} |")
+    lines.append("")
+    for name in ("semantic", "constant"):  # per-step times (without the checkpoint save), warm-up first
+        for i, run in enumerate(runs[name].get("runs", []), start=1):
+            lines.append(f"{name} run {i} step s: {' / '.join(_fmt(r['step_s'], 1) for r in run['steps'])}")
     logged = cmp.get("reward_share_logged")
     lines += ["", f"step time ratio semantic/constant: {_fmt(cmp['step_ratio'], 3)} "
                   f"(gen {_fmt(cmp['gen_ratio'], 3)}); reward's share of a step: {100 * cmp['reward_share']:.1f}% "

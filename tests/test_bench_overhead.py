@@ -79,6 +79,8 @@ def test_table_shows_both_runs_the_ratio_and_the_share():
     assert "| constant | 35.00 | 10.00 | 8.00 | - | 22.5 | 2 |" in table
     assert "ratio semantic/constant: 1.400 (gen 1.250)" in table
     assert "reward's share of a step: 28.6%" in table
+    result["runs"]["semantic"]["runs"] = [{"steps": step_rows(_records([40.0, 12.0, 16.0], [1.0, 1.0, 1.0]))}]
+    assert "semantic run 1 step s: 40.0 / 12.0 / 16.0" in format_table(result)
 
 
 def test_constant_reward_ignores_the_response():
