@@ -8,8 +8,10 @@ command with verl's naive reward manager calling :func:`constant_reward` from th
 
 verl's V1 trainer scores each trajectory inside the agent loop (inside ``timing_s/gen``) and logs
 no reward timer, so the reward's share of a step is the step time the semantic run spends beyond
-the constant run: (semantic - constant) / semantic. Where verl does log ``timing_s/reward`` (the
-legacy trainer, ``profile.use_v1=false``) that share is reported too. Step times leave out
+the constant run: (semantic - constant) / semantic. verl's legacy trainer (``--override
+profile.use_v1=false``) logs ``timing_s/reward`` (its share is reported too; with rewards computed
+in the agent loop it times only their collection) and the agent loop's mean per-trajectory reward
+call, ``timing_s/agent_loop/compute_score/mean`` (kept in the JSON). Step times leave out
 ``timing_s/save_checkpoint`` (verl always saves at the last step); the first step is warm-up
 (Ray actors, the encoder's first call) and reported apart.
 
@@ -39,6 +41,7 @@ STEP_KEY = "timing_s/step"
 SAVE_KEY = "timing_s/save_checkpoint"
 REWARD_KEY = "timing_s/reward"
 GEN_KEY = "timing_s/gen"
+CALL_KEY = "timing_s/agent_loop/compute_score/mean"  # one trajectory's reward call (legacy trainer only)
 RESPONSE_KEY = "response_length/mean"
 CONSTANT = 0.5
 
@@ -63,6 +66,7 @@ def step_rows(per_step: Mapping[int, Mapping[str, float]]) -> list[dict[str, flo
             raise ValueError(f"step {step} has no {STEP_KEY} (keys: {', '.join(sorted(m)) or 'none'})")
         rows.append({"step": int(step), "step_s": m[STEP_KEY] - m.get(SAVE_KEY, 0.0),
                      "gen_s": m.get(GEN_KEY, math.nan), "reward_s": m.get(REWARD_KEY, math.nan),
+                     "reward_call_s": m.get(CALL_KEY, math.nan),
                      "response_length": m.get(RESPONSE_KEY, math.nan)})
     return rows
 
@@ -80,7 +84,8 @@ def summarize(runs: Sequence[Sequence[Mapping[str, float]]], warmup: int = 1) ->
             raise ValueError(f"{len(rows)} step(s) logged; need more than the {warmup} warm-up step(s)")
         steady += rows[warmup:]
     return {"warmup_step_s": [r["step_s"] for rows in runs for r in rows[:warmup]], "steps_measured": len(steady),
-            **{f"mean_{k}": _mean([r[k] for r in steady]) for k in ("step_s", "gen_s", "reward_s", "response_length")}}
+            **{f"mean_{k}": _mean([r[k] for r in steady]) for k in ("step_s", "gen_s", "reward_s", "reward_call_s",
+                                                                  "response_length")}}
 
 
 def compare(ours: Mapping[str, Any], constant: Mapping[str, Any]) -> dict[str, float]:
@@ -169,7 +174,8 @@ def _run_stage(name: str, args: argparse.Namespace, out: Path, policy: Path, enc
     else:
         spec = dict(exp.stages["grpo"], model_in=str(policy), encoder=str(encoder),
                     train_files=str(data / "rl" / "rl.parquet"), val_files=str(data / "rl" / "dev.parquet"),
-                    overrides=[f"trainer.total_training_steps={args.steps}", "trainer.test_freq=-1", *extra])
+                    overrides=[*(exp.stages["grpo"].get("overrides") or []), f"trainer.total_training_steps={args.steps}",
+                               "trainer.test_freq=-1", *args.overrides, *extra])
         kind = "grpo"
     stage_dir = out / name
     if stage_dir.exists():
@@ -203,6 +209,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--profile", default="cpu-tiny")
     ap.add_argument("--steps", type=int, default=4, help="GRPO steps per run, the first one warm-up")
     ap.add_argument("--repeats", type=int, default=1, help="runs per reward, alternating semantic/constant")
+    ap.add_argument("--override", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                    help="a Hydra override for both runs (e.g. profile.use_v1=false: verl's legacy trainer, "
+                         "which also logs timing_s/reward and the per-trajectory reward call)")
     ap.add_argument("--data-dir", type=Path, default=ROOT.parent / "shared" / "data")
     ap.add_argument("--quickstart", type=Path, default=ROOT / "outputs" / "quickstart",
                     help="an earlier quickstart's folder: reuse its prep/policy, encoder and data/out")

@@ -21,9 +21,11 @@ def _records(steps: list[float], gen: list[float], save_last: float = 0.0, rewar
 
 
 def test_rows_leave_out_the_checkpoint_save_and_keep_step_order():
-    rows = step_rows({2: {"timing_s/step": 12.0}, 1: {"timing_s/step": 30.0, "timing_s/save_checkpoint": 4.0}})
+    rows = step_rows({2: {"timing_s/step": 12.0}, 1: {"timing_s/step": 30.0, "timing_s/save_checkpoint": 4.0,
+                                                      "timing_s/agent_loop/compute_score/mean": 0.25}})
     assert [r["step"] for r in rows] == [1, 2]
     assert [r["step_s"] for r in rows] == [26.0, 12.0]
+    assert rows[0]["reward_call_s"] == 0.25 and math.isnan(rows[1]["reward_call_s"])
     assert math.isnan(rows[1]["gen_s"]) and math.isnan(rows[1]["reward_s"])
 
 
