@@ -9,7 +9,7 @@ export HF_HUB_OFFLINE ?= 1
 export TOKENIZERS_PARALLELISM ?= false
 export RAY_AUTH_MODE ?= disabled
 
-.PHONY: install quickstart test bench reward-table encoder-demo eval-demo clean
+.PHONY: install quickstart test bench bench-overhead reward-table encoder-demo eval-demo clean
 
 install: $(VENV)/.installed
 
@@ -32,6 +32,10 @@ reward-table: install
 
 bench: install
 	$(PY) scripts/bench_reward.py --quick --json outputs/bench_reward.json
+
+# the same GRPO steps through verl's main_ppo with our reward and with a constant one (reuses outputs/quickstart)
+bench-overhead: install
+	$(PY) scripts/bench_reward_overhead.py --repeats 2 --json outputs/bench_reward_overhead.json
 
 encoder-demo: install
 	$(PY) scripts/encoder_demo.py

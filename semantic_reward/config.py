@@ -33,6 +33,7 @@ __all__ = [
     "ServiceConfig",
     "Similarity",
     "build_dataclass",
+    "device_problem",
     "resolve_model_path",
 ]
 
@@ -82,6 +83,16 @@ def _looks_like_local_path(model: str) -> bool:
     return model.count("/") > 1 or "\\" in model
 
 
+_DEVICE = re.compile(r"auto|cpu|cuda|mps|cuda:\d+")
+
+
+def device_problem(device: object) -> str | None:
+    """Why ``device`` is not a torch device spelling we accept, or None (one check for every device setting)."""
+    if isinstance(device, str) and _DEVICE.fullmatch(device.strip()):
+        return None
+    return f"{device!r} is not auto, cpu, cuda, cuda:N or mps"
+
+
 def resolve_model_path(model: str) -> str:
     """A local path with ``~`` expanded; hub ids are left as they are."""
     return os.path.expanduser(model)
@@ -114,9 +125,9 @@ class EncoderConfig(Settings):
             path = os.path.expanduser(self.model)
             if not os.path.exists(path):
                 self.fail("model", f"local path {path!r} does not exist")
-        device = self.device
-        if not (device in ("auto", "cpu", "cuda", "mps") or re.fullmatch(r"cuda:\d+", device)):
-            self.fail("device", f"{device!r} is not auto, cpu, cuda, cuda:N or mps")
+        problem = device_problem(self.device)
+        if problem:
+            self.fail("device", problem)
 
 
 @dataclass(frozen=True)

@@ -19,7 +19,7 @@ from typing import Protocol, runtime_checkable
 
 import numpy as np
 
-from .config import EncoderConfig, resolve_model_path
+from .config import EncoderConfig, device_problem, resolve_model_path
 
 __all__ = [
     "EncoderBackend",
@@ -41,7 +41,6 @@ class EncoderError(RuntimeError):
 
 
 _ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
-_CUDA_INDEX = re.compile(r"cuda:(\d+)")
 
 
 def short_error(exc: BaseException, limit: int = 300) -> str:
@@ -73,10 +72,9 @@ def check_device(device: str, hardware: bool = True) -> str:
     the reward runs on one); ``True`` also checks that this process can use it.
     """
     device = str(device).strip()
-    if device not in ("auto", "cpu", "cuda", "mps") and not _CUDA_INDEX.fullmatch(device):
-        raise EncoderError(
-            f"semantic reward setting 'encoder.device': {device!r} is not auto, cpu, cuda, cuda:N or mps"
-        )
+    problem = device_problem(device)
+    if problem:
+        raise EncoderError(f"semantic reward setting 'encoder.device': {problem}")
     if not hardware:
         return device
     import torch

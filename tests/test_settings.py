@@ -18,7 +18,8 @@ from data_tools.cli import parser as data_parser
 from data_tools.config import BuildConfig, FilterConfig, NormalizeConfig, PromptConfig, SplitConfig
 from semantic_reward import config as reward_config
 from semantic_reward.config import EncoderConfig, Mode, SemanticRewardConfig
-from semantic_reward.settings import ConfigError, Settings, add_flags, build_dataclass, flag_values, setting
+from semantic_reward.settings import (ConfigError, Settings, add_flags, build_dataclass, deep_merge, flag_values,
+                                     setting)
 
 PATHS = {"input": {"paths": ["corpus.jsonl"]}}
 
@@ -272,3 +273,104 @@ def test_encoder_tools_flags_come_from_the_training_and_audit_dataclasses():
     corpus = fv(parser().parse_args([*audit_args, "--t2s", "--direction", "bo-zh"]), "corpus")
     assert corpus == {"input": {"paths": ["c"]}, "normalize": {"traditional_to_simplified": True},
                       "direction": "bo-zh"}
+
+
+# -- the evaluation and encoder-tool settings on the same system ---------------------------------
+
+
+def _eval_mapping(tmp_path, **changes) -> dict:
+    test_file = tmp_path / "test.jsonl"
+    test_file.write_text('{"source": "s", "reference": "r"}\n', encoding="utf-8")
+    base = {"output_dir": str(tmp_path / "report"), "test_file": str(test_file), "source_language": "zh",
+            "target_language": "bo", "systems": {"grpo": {"model": "org/model"}}, "paired_reference": None}
+    return deep_merge(base, changes)
+
+
+@pytest.mark.parametrize(
+    ("changes", "key", "detail"),
+    [
+        ({"device": "cuda:abc"}, "device", "'cuda:abc' is not auto, cpu, cuda, cuda:N or mps"),
+        ({"device": "gpu"}, "device", "'gpu' is not auto"),
+        ({"max_examples": 0}, "max_examples", "must be an integer in [1, inf), got 0"),
+        ({"n_bootstrap": -5}, "n_bootstrap", "must be an integer in [1, inf), got -5"),
+        ({"generation": {"batch_size": 0}}, "generation.batch_size", "must be an integer in [1, inf), got 0"),
+        ({"generation": {"backend": "tgi"}}, "generation.backend", "tgi"),
+        ({"systems": {"grpo": {"generations": "/no/such.jsonl"}}}, "systems.grpo.generations", "does not exist"),
+        ({"systems": {"grpo": {"model": None}}}, "systems.grpo", "needs 'model'"),
+    ],
+)
+def test_evaluation_settings_fail_naming_the_key(tmp_path, changes, key, detail):
+    from semantic_reward.evaluation.run_config import EvalRunConfig
+
+    with pytest.raises(ConfigError) as err:
+        build_dataclass(EvalRunConfig, _eval_mapping(tmp_path, **changes))
+    assert err.value.key == key
+    assert f"evaluation setting '{key}'" in str(err.value) and detail in str(err.value)
+
+
+def test_evaluation_settings_accept_what_the_reward_accepts(tmp_path):
+    from semantic_reward.evaluation.run_config import Backend, EvalRunConfig
+
+    for device in ("auto", "cpu", "cuda", "cuda:3", "mps"):
+        assert build_dataclass(EvalRunConfig, _eval_mapping(tmp_path, device=device)).device == device
+        assert EncoderConfig(device=device).device == device  # the same spelling rule as the reward's
+    cfg = build_dataclass(EvalRunConfig, _eval_mapping(tmp_path, generation={"backend": "hf"}))
+    assert cfg.generation.backend is Backend.hf and cfg.generation.backend == "hf"
+    with pytest.raises(ConfigError, match="'encoder.device': 'cuda:abc'"):
+        EncoderConfig(device="cuda:abc")
+    missing = _eval_mapping(tmp_path)
+    del missing["output_dir"]
+    with pytest.raises(ConfigError, match="'output_dir': is required"):
+        build_dataclass(EvalRunConfig, missing)
+
+
+@pytest.mark.parametrize(
+    ("changes", "key", "detail"),
+    [
+        ({"epochs": -1}, "epochs", "must be a finite number in (0, inf), got -1"),
+        ({"epochs": 0}, "epochs", "(0, inf), got 0"),
+        ({"batch_size": 1}, "batch_size", "must be an integer in [2, inf), got 1"),
+        ({"learning_rate": 0.0}, "learning_rate", "(0, inf), got 0.0"),
+        ({"warmup_ratio": 1.5}, "warmup_ratio", "[0, 1), got 1.5"),
+        ({"device": "cuda:abc"}, "device", "'cuda:abc' is not auto"),
+        ({"anchor": "middle"}, "anchor", "middle"),
+        ({"save_steps": 5, "eval_steps": 3}, "save_steps", "must be a multiple of 'eval_steps' (3)"),
+    ],
+)
+def test_encoder_training_settings_fail_naming_the_key(changes, key, detail):
+    from semantic_reward.encoder_tools.train import EncoderTrainConfig
+
+    for make in (lambda: EncoderTrainConfig(model="m", output_dir="o", **changes),
+                 lambda: build_dataclass(EncoderTrainConfig, {"model": "m", "output_dir": "o", **changes})):
+        with pytest.raises(ConfigError) as err:
+            make()
+        assert err.value.key == key
+        assert f"encoder training setting '{key}'" in str(err.value) and detail in str(err.value)
+
+
+def test_encoder_training_anchor_is_a_choice():
+    from semantic_reward.encoder_tools.train import Anchor, EncoderTrainConfig
+
+    cfg = EncoderTrainConfig(model="m", output_dir="o", anchor="target", device="cuda:1")
+    assert cfg.anchor is Anchor.target and cfg.anchor == "target" and cfg.device == "cuda:1"
+
+
+@pytest.mark.parametrize("key", ["min_p_at_1", "min_auc", "max_unk_share"])
+@pytest.mark.parametrize("value", [-0.1, 1.5, float("nan")])
+def test_audit_thresholds_are_shares(key, value):
+    from semantic_reward.encoder_tools.audit import AuditThresholds
+
+    with pytest.raises(ConfigError) as err:
+        build_dataclass(AuditThresholds, {key: value})
+    assert err.value.key == key
+    assert f"audit setting '{key}': must be a finite number in [0, 1]" in str(err.value)
+    assert getattr(AuditThresholds(**{key: 1.0}), key) == 1.0  # the bounds themselves are shares
+
+
+def test_audit_cli_rejects_a_threshold_outside_zero_one(capsys):
+    from semantic_reward.encoder_tools.__main__ import main
+
+    rc = main(["audit", "--input", "c.jsonl", "--encoder", "a=b", "--out", "o", "--direction", "zh-bo",
+               "--min-auc", "1.2"])
+    assert rc == 2
+    assert "audit setting 'min_auc': must be a finite number in [0, 1], got 1.2" in capsys.readouterr().err

@@ -30,6 +30,7 @@ import numpy as np
 from sentence_transformers.sentence_transformer.evaluation import BaseEvaluator, TranslationEvaluator
 
 from ..languages import LanguageRegistry, script_share
+from ..settings import Settings, setting
 from ..text import text_units
 from .audit_metrics import pair_similarities, propose_tau, random_pair_similarities, roc_auc
 
@@ -42,12 +43,14 @@ PERTURBATIONS = ("truncated", "shuffled", "numbers_changed", "wrong_language_oth
 
 
 @dataclass(frozen=True)
-class AuditThresholds:
-    """An encoder is ``usable`` only if it clears all three."""
+class AuditThresholds(Settings):
+    """An encoder is ``usable`` only if it clears all three (each a share in [0, 1])."""
 
-    min_p_at_1: float = 0.5
-    min_auc: float = 0.9
-    max_unk_share: float = 0.05
+    WHAT = "audit setting"
+
+    min_p_at_1: float = setting(0.5, ge=0, le=1, help="lowest retrieval P@1 (the worse direction)")
+    min_auc: float = setting(0.9, ge=0, le=1, help="lowest true-vs-random ROC AUC")
+    max_unk_share: float = setting(0.05, ge=0, le=1, help="highest share of target letters in unknown tokens")
 
 
 def _join(units: list[str], like: str) -> str:

@@ -20,41 +20,52 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..config import ConfigError
+from ..config import device_problem
+from ..settings import Choice, Settings, setting
 
-__all__ = ["EncoderTrainConfig", "load_as_sentence_transformer", "train_encoder"]
+__all__ = ["Anchor", "EncoderTrainConfig", "load_as_sentence_transformer", "train_encoder"]
 
 logger = logging.getLogger(__name__)
 
 
+class Anchor(Choice):
+    """Which side of each pair is the anchor of the contrastive loss."""
+
+    source = "source"
+    target = "target"
+
+
 @dataclass(frozen=True)
-class EncoderTrainConfig:
+class EncoderTrainConfig(Settings):
     """Defaults follow the paper: Chinese as the anchor, max length 128."""
 
-    model: str
-    output_dir: str
-    anchor: str = "source"  # "source" or "target": which side of each pair is the anchor
-    max_length: int = 128
-    epochs: float = 1.0
-    batch_size: int = 32
-    learning_rate: float = 2e-5
-    warmup_ratio: float = 0.1
-    seed: int = 42
-    hard_negatives: bool = False
-    save_steps: int = 500
-    eval_steps: int = 500
-    device: str | None = None
-    target_language: str = "tibetan"  # the targets' language: the audit's unknown-token share counts its letters
-    select_best: bool = True  # keep the checkpoint the dev evaluator scores best, not the last one
+    WHAT = "encoder training setting"
 
-    def __post_init__(self) -> None:
-        if self.anchor not in ("source", "target"):
-            raise ConfigError(f"encoder training setting 'anchor': {self.anchor!r} is not 'source' or 'target'")
-        if self.batch_size < 2:
-            raise ConfigError("encoder training setting 'batch_size': in-batch negatives need a batch of at least 2")
+    model: str = setting(help="transformers encoder or sentence-transformers model")
+    output_dir: str = setting(help="output folder")
+    anchor: Anchor = setting(Anchor.source, help="source or target: which side of each pair is the anchor")
+    max_length: int = setting(128, ge=1)
+    epochs: float = setting(1.0, gt=0)
+    batch_size: int = setting(32, ge=2, help="in-batch negatives need a batch of at least 2")
+    learning_rate: float = setting(2e-5, gt=0)
+    warmup_ratio: float = setting(0.1, ge=0, lt=1, help="share of the steps that warm the learning rate up")
+    seed: int = setting(42, ge=0)
+    hard_negatives: bool = False
+    save_steps: int = setting(500, ge=1)
+    eval_steps: int = setting(500, ge=1)
+    device: str | None = None
+    target_language: str = setting("tibetan", help="the targets' language: the audit's unknown-token share "
+                                                   "counts its letters")
+    select_best: bool = setting(True, help="keep the checkpoint the dev evaluator scores best, not the last one")
+
+    def validate(self) -> None:
+        if self.device is not None:
+            problem = device_problem(self.device)
+            if problem:
+                self.fail("device", problem)
         if self.select_best and self.save_steps % self.eval_steps:
-            raise ConfigError(f"encoder training setting 'save_steps': {self.save_steps} must be a multiple of "
-                              f"'eval_steps' ({self.eval_steps}) to keep the best evaluated checkpoint")
+            self.fail("save_steps", f"{self.save_steps} must be a multiple of 'eval_steps' ({self.eval_steps}) "
+                                    "to keep the best evaluated checkpoint")
 
 
 def load_as_sentence_transformer(model: str, max_length: int = 128, device: str | None = None):
