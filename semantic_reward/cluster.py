@@ -108,7 +108,8 @@ def probe_node(manager: str) -> dict[str, Any]:
     else:
         try:
             eps[0].load()
-            why = f"the entry point loads but did not register '{manager}'"
+            why = ("verl did not load the entry point (it loads and registers the manager when imported by hand)"
+                   if manager in REWARD_MANAGER else f"the entry point loads but does not register '{manager}'")
         except Exception as exc:
             why = f"the entry point {eps[0].value} fails to import: {exc!r}"
     if policy.strip().lower() not in ("auto", ""):

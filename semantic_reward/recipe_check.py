@@ -265,9 +265,11 @@ def check_cluster_shape(cfg: DictConfig, kind: str) -> list[str]:
         unit = math.lcm(dp, mini_rollouts)
         padded = -(-rollouts // unit) * unit
     per_rank = padded // dp
-    for key in ("actor_rollout_ref.rollout.log_prob_micro_batch_size_per_gpu",
-                "actor_rollout_ref.ref.log_prob_micro_batch_size_per_gpu"):
+    for role in ("rollout", "ref"):
+        key = f"actor_rollout_ref.{role}.log_prob_micro_batch_size_per_gpu"
         value = OmegaConf.select(cfg, key)
+        if OmegaConf.select(cfg, f"actor_rollout_ref.{role}.log_prob_use_dynamic_bsz"):
+            continue
         if value and per_rank % int(value):
             problems.append(f"the per-rank log-prob batch {padded} rollouts / {dp} ranks = {per_rank} is not divisible "
                             f"by {key} {value} (verl/workers/engine/utils.py prepare_micro_batches)")
