@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from omegaconf import open_dict
 
-from semantic_reward.launch import DEFAULT_JOBS_ADDRESS, Shape, compose_launch, main
+from semantic_reward.launch import DEFAULT_JOBS_ADDRESS, FORWARDED_ENV, Shape, compose_launch, main
 from semantic_reward.recipe_check import RecipeError, check_recipe, compose_recipe, recipe_kind
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -137,9 +137,11 @@ def test_several_nodes_refuse_relative_paths_and_name_them(capsys):
 
 
 def test_ray_job_command_carries_the_environment_and_probes_every_node(monkeypatch):
+    for key in FORWARDED_ENV:
+        monkeypatch.delenv(key, raising=False)
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setenv("SEMANTIC_REWARD_TRAIN_METRICS", "0")
-    monkeypatch.delenv("WANDB_MODE", raising=False)
+    monkeypatch.setenv("UNRELATED_VAR", "not forwarded")
     launch = compose_launch("grpo_semantic_zh_bo", Shape(2, 8), shared_root=ROOT, env={"MY_FLAG": "x"})
     cmd = launch.command
     assert cmd[:5] == ["ray", "job", "submit", "--address", DEFAULT_JOBS_ADDRESS]
