@@ -3,7 +3,7 @@
 One node without a Ray address runs verl's own entry point directly (verl's single-node way). Several
 nodes, or any Ray address, go through Ray Jobs as verl's multi-node docs do::
 
-    ray job submit --address http://HEAD:8265 --runtime-env-json '{"env_vars": {...}}' -- \\
+    ray job submit --address http://HEAD:8265 --runtime-env-json '{"env_vars": {...}}' -- bash -c \\
         'python -m semantic_reward.cluster check ... && python -m verl.trainer.main_ppo --config-path=... ...'
 
 The job first probes every node (GPUs as Ray detects them, our reward manager registered in verl),
@@ -165,8 +165,10 @@ def compose_launch(recipe: str | Path, shape: Shape, profile: str = DEFAULT_PROF
     if shared_root:
         entry = f"cd {shlex.quote(str(shared_root.resolve()))} && {entry}"
     runtime_env = _jobs_env(env or {})
+    # `ray job submit` shell-quotes its entrypoint words (shlex.join) before the job's shell runs them, so
+    # the `&&` chain goes in as one `bash -c` argument
     command = ["ray", "job", "submit", "--address", address, "--runtime-env-json",
-               json.dumps(runtime_env, sort_keys=True), "--", entry]
+               json.dumps(runtime_env, sort_keys=True), "--", "bash", "-c", entry]
     return Launch(path, kind, shape, over, trainer, command, runtime_env, manager)
 
 

@@ -27,7 +27,8 @@ def _printed_command(out: str) -> list[str]:
 def _trainer_overrides(argv: list[str]) -> tuple[str, list[str]]:
     """The recipe name and the Hydra overrides of the verl command inside a printed launch command."""
     if argv[:3] == ["ray", "job", "submit"]:
-        entry = argv[argv.index("--") + 1]
+        assert argv[argv.index("--") + 1:argv.index("--") + 3] == ["bash", "-c"]
+        entry = argv[-1]
         argv = shlex.split(entry.split(" && ")[-1])
     name = next(a.split("=", 1)[1] for a in argv if a.startswith("--config-name="))
     start = next(i for i, a in enumerate(argv) if a.startswith("--config-name=")) + 1
@@ -148,6 +149,9 @@ def test_ray_job_command_carries_the_environment_and_probes_every_node(monkeypat
     env = json.loads(cmd[cmd.index("--runtime-env-json") + 1])["env_vars"]
     assert env == {"HF_HUB_OFFLINE": "1", "SEMANTIC_REWARD_TRAIN_METRICS": "0", "MY_FLAG": "x",
                    "RAY_OVERRIDE_JOB_RUNTIME_ENV": "1"}
+    # Ray's CLI joins the words after `--` with shlex.join and the job's shell splits them again
+    dash = cmd.index("--")
+    assert shlex.split(shlex.join(cmd[dash + 1:])) == ["bash", "-c", cmd[-1]]
     probe, trainer = cmd[-1].split(" && ")[-2:]
     assert shlex.split(probe) == ["python", "-m", "semantic_reward.cluster", "check", "--nnodes", "2",
                                   "--gpus-per-node", "8", "--manager", "semantic"]
