@@ -17,6 +17,8 @@ import argparse
 import difflib
 import importlib.util
 import logging
+import math
+import re
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -25,7 +27,9 @@ from omegaconf import DictConfig, ListConfig, OmegaConf, open_dict
 
 __all__ = [
     "RecipeError", "RECIPES_DIR", "DEFAULT_PROFILE", "recipe_path", "recipe_kind", "compose_recipe",
-    "unknown_keys", "check_profiles", "check_batch_fits_data", "check_recipe", "EXTENSIONS",
+    "unknown_keys", "check_profiles", "check_batch_fits_data", "check_cluster_shape", "relative_paths",
+    "check_shared_paths",
+    "check_recipe", "EXTENSIONS",
 ]
 
 log = logging.getLogger(__name__)
@@ -197,10 +201,148 @@ def check_batch_fits_data(cfg: DictConfig, kind: str) -> list[str]:
     return problems
 
 
-def check_recipe(recipe: str | Path, profile: str | None = None, overrides: Sequence[str] = ()) -> DictConfig:
-    """Compose recipe + profile + overrides, check keys, verl's validation, ours and the data sizes.
+def check_cluster_shape(cfg: DictConfig, kind: str) -> list[str]:
+    """verl 0.9.1's batch arithmetic for ``trainer.nnodes`` x ``trainer.n_gpus_per_node``, with keys and numbers.
 
-    Returns the composed, resolved config: the one verl will run.
+    Only ``validate_config``'s first rule runs before Ray starts; the others are asserts deep in the
+    workers, reached after the models are loaded. Each rule names where verl enforces it.
+    """
+    nnodes, per_node = int(cfg.trainer.nnodes), int(cfg.trainer.n_gpus_per_node)
+    shape = f"trainer.nnodes {nnodes} x trainer.n_gpus_per_node {per_node}"
+    if nnodes < 1 or per_node < 1:
+        return [f"{shape}: verl needs at least one node and one GPU per node"]
+    gpus = nnodes * per_node
+    if kind == "sft":
+        batch = int(cfg.data.train_batch_size)
+        if batch % gpus:
+            return [f"data.train_batch_size {batch} is not divisible by the {gpus} data-parallel ranks of {shape} "
+                    f"(verl/trainer/sft_trainer.py gives each rank the floor of batch / ranks, silently dropping the rest)"]
+        return []
+    arr = cfg.actor_rollout_ref
+    actor, rollout = arr.actor, arr.rollout
+    problems = []
+    sp = int(actor.get("ulysses_sequence_parallel_size") or 1)
+    if gpus % sp:
+        problems.append(f"{shape} = {gpus} GPUs is not divisible by "
+                        f"actor_rollout_ref.actor.ulysses_sequence_parallel_size {sp}")
+        return problems
+    dp = gpus // sp
+    rollout_world = 1
+    for key in ("tensor_model_parallel_size", "data_parallel_size", "pipeline_model_parallel_size"):
+        rollout_world *= int(rollout.get(key) or 1)
+    if gpus % rollout_world:
+        problems.append(f"{shape} = {gpus} GPUs is not divisible by the rollout replica size "
+                        f"(actor_rollout_ref.rollout tensor x data x pipeline parallel) {rollout_world} "
+                        f"(verl/single_controller/ray/base.py split_resource_pool)")
+    n = int(rollout.n)
+    batch = int(cfg.data.train_batch_size)
+    rollouts = batch * n
+    if actor.get("use_dynamic_bsz"):
+        if rollouts % gpus:
+            problems.append(f"data.train_batch_size {batch} x actor_rollout_ref.rollout.n {n} = {rollouts} "
+                            f"rollouts per step is not divisible by {shape} = {gpus} GPUs "
+                            "(verl/utils/config.py validate_config)")
+        return problems
+    if rollouts % gpus:
+        problems.append(f"data.train_batch_size {batch} x actor_rollout_ref.rollout.n {n} = {rollouts} rollouts per "
+                        f"step is not divisible by {shape} = {gpus} GPUs (verl/utils/config.py validate_config); "
+                        f"GPU counts that divide {rollouts}: {_divisors_near(rollouts, gpus)}")
+        return problems
+    mini = int(actor.ppo_mini_batch_size)
+    micro = actor.get("ppo_micro_batch_size_per_gpu")
+    mini_rollouts = mini * n
+    if mini_rollouts % dp:
+        problems.append(f"actor_rollout_ref.actor.ppo_mini_batch_size {mini} x rollout.n {n} = {mini_rollouts} is not "
+                        f"divisible by the {dp} data-parallel ranks of {shape} "
+                        "(verl/workers/engine_workers.py train_mini_batch asserts it at the first update)")
+        return problems
+    per_rank_mini = mini_rollouts // dp
+    if micro and per_rank_mini % int(micro):
+        problems.append(f"the per-rank mini-batch actor_rollout_ref.actor.ppo_mini_batch_size {mini} x rollout.n {n} "
+                        f"/ {dp} ranks = {per_rank_mini} is not divisible by "
+                        f"actor_rollout_ref.actor.ppo_micro_batch_size_per_gpu {micro} "
+                        "(verl/workers/engine/utils.py prepare_micro_batches asserts it at the first update)")
+    # the V1 trainer pads a step's rollouts to a multiple of lcm(dp, mini-batch rollouts) before the
+    # log-prob passes (trainer/ppo/v1/trainer_base.py _balance_batch); the legacy trainer does not pad
+    padded = rollouts
+    if cfg.trainer.get("use_v1"):
+        unit = math.lcm(dp, mini_rollouts)
+        padded = -(-rollouts // unit) * unit
+    per_rank = padded // dp
+    for role in ("rollout", "ref"):
+        key = f"actor_rollout_ref.{role}.log_prob_micro_batch_size_per_gpu"
+        value = OmegaConf.select(cfg, key)
+        if OmegaConf.select(cfg, f"actor_rollout_ref.{role}.log_prob_use_dynamic_bsz"):
+            continue
+        if value and per_rank % int(value):
+            problems.append(f"the per-rank log-prob batch {padded} rollouts / {dp} ranks = {per_rank} is not divisible "
+                            f"by {key} {value} (verl/workers/engine/utils.py prepare_micro_batches)")
+    return problems
+
+
+def _divisors_near(total: int, gpus: int) -> str:
+    options = [d for d in range(1, 2 * gpus + 1) if total % d == 0 and d >= gpus // 2]
+    return ", ".join(map(str, options[:8])) or "none nearby"
+
+
+_HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
+
+
+def _relative_path(value: Any, hub_ok: bool) -> bool:
+    """A value that names a relative local path (a hub id ``org/name`` that is not a local folder is fine)."""
+    if value is None or value == "":
+        return False
+    text = str(value)
+    if "://" in text or text.startswith("pkg:") or Path(text).is_absolute():
+        return False
+    if hub_ok and _HUB_ID.match(text) and not Path(text).exists():
+        return False
+    return True
+
+
+def relative_paths(cfg: DictConfig, kind: str) -> dict[str, list[str]]:
+    """Config keys holding relative local paths -> those paths (a hub id ``org/name`` that is no local folder is fine).
+
+    Covers the data files, the checkpoint and dump folders, the policy and the reward encoder.
+    """
+    keys = [("data.train_files", False), ("data.val_files", False), ("trainer.default_local_dir", False),
+            ("trainer.rollout_data_dir", False), ("trainer.validation_data_dir", False),
+            ("actor_rollout_ref.model.path" if kind == "grpo" else "model.path", True),
+            ("reward.reward_kwargs.encoder.model", True),
+            ("reward.custom_reward_function.reward_kwargs.encoder.model", True),
+            ("reward.custom_reward_function.path", False)]
+    found: dict[str, list[str]] = {}
+    for key, hub_ok in keys:
+        value = OmegaConf.select(cfg, key)
+        if value is None:
+            continue
+        values = _files(value)
+        if any(_relative_path(v, hub_ok) for v in values):
+            found[key] = values
+    return found
+
+
+def check_shared_paths(cfg: DictConfig, kind: str) -> list[str]:
+    """Paths a multi-node run resolves on every node: they must be absolute (and on shared storage).
+
+    A relative ``data/...`` or ``checkpoints/...`` is resolved against each worker's own working
+    directory, which under Ray Jobs is not the folder the command was typed in.
+    """
+    found = relative_paths(cfg, kind)
+    if not found:
+        return []
+    listed = ", ".join(f"{key}={values[0] if len(values) == 1 else values}" for key, values in found.items())
+    return [f"relative paths on a multi-node run: {listed}. Each node resolves them against its own working "
+            "directory; use absolute paths on storage every node mounts (scripts/launch.sh does it with "
+            "SHARED_ROOT=<the project folder on that storage>)"]
+
+
+def check_recipe(recipe: str | Path, profile: str | None = None, overrides: Sequence[str] = (),
+                 shared_paths: bool | None = None) -> DictConfig:
+    """Compose recipe + profile + overrides, check keys, the cluster shape, verl's validation, ours and the data sizes.
+
+    ``shared_paths`` (default: when ``trainer.nnodes`` > 1) refuses relative paths, which each node
+    would resolve on its own. Returns the composed, resolved config: the one verl will run.
     """
     path = recipe_path(recipe)
     kind = recipe_kind(path)
@@ -209,6 +351,11 @@ def check_recipe(recipe: str | Path, profile: str | None = None, overrides: Sequ
     if problems:
         raise RecipeError(f"{path}: " + "; ".join(problems))
     OmegaConf.resolve(cfg)
+    problems = check_cluster_shape(cfg, kind)
+    if shared_paths or (shared_paths is None and int(cfg.trainer.nnodes) > 1):
+        problems += check_shared_paths(cfg, kind)
+    if problems:
+        raise RecipeError(f"{path}: " + "; ".join(problems))
     if kind == "grpo":
         from verl.trainer.ppo.utils import need_critic, need_reference_policy
         from verl.utils.config import validate_config
@@ -238,11 +385,6 @@ def check_recipe(recipe: str | Path, profile: str | None = None, overrides: Sequ
 
             # validates data.raw_corpus; the input paths come from data.train_files at run time
             build_config_from_verl(_files(cfg.data.train_files), cfg.data)
-    else:
-        dp = int(cfg.trainer.nnodes) * int(cfg.trainer.n_gpus_per_node)
-        if int(cfg.data.train_batch_size) % dp:
-            raise RecipeError(f"{path}: data.train_batch_size {cfg.data.train_batch_size} is not divisible by "
-                              f"{dp} data-parallel ranks (trainer.nnodes x trainer.n_gpus_per_node)")
     problems = check_batch_fits_data(cfg, kind)
     if problems:
         raise RecipeError(f"{path}: " + "; ".join(problems))
