@@ -72,6 +72,10 @@ def print_reward_curve(stages_file: Path) -> None:
         first = sum(s["reward_mean"] for s in steps[:3]) / 3
         last = sum(s["reward_mean"] for s in steps[-3:]) / 3
         print(f"  mean of the first 3 steps {first:.3f}, of the last 3 {last:.3f} ({last - first:+.3f})")
+    for v in grpo.get("validation") or []:
+        if v.get("score_mean") is not None:
+            print(f"  validation at step {v['step']}: mean reward {v['score_mean']:.3f} on {v['rows']} dev prompts "
+                  f"({v['file']})")
 
 
 def main(argv=None) -> int:

@@ -168,6 +168,18 @@ def test_grpo_tau_comes_from_the_audit_only_when_the_profile_asks(tmp_path):
     assert "50th percentile of 34" in tau["label"] and "not the paper's tau" in tau["label"]
 
 
+def test_validation_dumps_are_summarised_in_step_order(tmp_path):
+    from semantic_reward.experiment.stages import validation_summary
+
+    for step, scores in ((16, [1.0, 2.0]), (8, [0.5, 0.5, 1.1])):
+        (tmp_path / f"{step}.jsonl").write_text("".join(json.dumps({"input": "q", "output": "a", "score": v}) + "\n"
+                                                        for v in scores))
+    summary = validation_summary(tmp_path)
+    assert [s["step"] for s in summary] == [8, 16] and [s["rows"] for s in summary] == [3, 2]
+    assert summary[0]["score_mean"] == pytest.approx(0.7) and summary[1]["score_mean"] == pytest.approx(1.5)
+    assert validation_summary(tmp_path / "absent") == []
+
+
 def test_verl_console_lines_become_the_reward_curve():
     line = ("step:2 - critic/score/mean:np.float64(0.75) - critic/score/max:1.5 - reward/semantic_reward/mean:0.25"
             " - reward/language_reward/mean:np.float64(0.5) - timing_s/step:5.25 - actor/kl_loss:1.2e-05")
@@ -294,9 +306,11 @@ def test_the_mt_experiment_at_its_smallest_through_verl(tmp_path, news_pairs):
     grpo_config = (out / "grpo" / "config.yaml").read_text()
     assert f"tau: {records['grpo']['tau']['value']}"[:10] in grpo_config
     # verl validated at the last step and dumped its generations into the stage folder
-    assert records["grpo"]["validation"] == [str(out / "grpo" / "validation" / "2.jsonl")]
-    first = json.loads(Path(records["grpo"]["validation"][0]).read_text().splitlines()[0])
-    assert {"input", "output", "score"} <= set(first)
+    [validation] = records["grpo"]["validation"]
+    assert validation["step"] == 2 and validation["file"] == str(out / "grpo" / "validation" / "2.jsonl")
+    rows = [json.loads(line) for line in Path(validation["file"]).read_text().splitlines()]
+    assert {"input", "output", "score"} <= set(rows[0]) and validation["rows"] == len(rows) > 0
+    assert validation["score_mean"] == pytest.approx(sum(r["score"] for r in rows) / len(rows))
     assert all(s["reward_mean"] == s["reward_mean"] for s in records["grpo"]["steps"])  # not NaN
     losses = records["cold_start"]["val_loss"]
     assert losses and all(v["val_loss"] == v["val_loss"] for v in losses)  # finite SFT validation loss

@@ -179,6 +179,17 @@ def audit_tau(audit_dir: str | Path) -> dict[str, Any]:
                      "references' similarity to another reference (a floor for tiny runs, not the paper's tau)"}
 
 
+def validation_summary(folder: Path) -> list[dict[str, Any]]:
+    """verl's validation dumps (``STEP.jsonl``, one row per generation) -> step, file, rows, mean score."""
+    out = []
+    for path in sorted(folder.glob("*.jsonl"), key=lambda p: int(p.stem) if p.stem.isdigit() else -1):
+        scores = [float(json.loads(line)["score"]) for line in path.read_text(encoding="utf-8").splitlines()
+                  if line.strip()]
+        out.append({"step": int(path.stem) if path.stem.isdigit() else None, "file": str(path), "rows": len(scores),
+                    "score_mean": sum(scores) / len(scores) if scores else None})
+    return out
+
+
 def run_grpo(ctx: StageContext) -> dict[str, Any]:
     overrides = [*_verl_overrides(ctx, "actor_rollout_ref.model.path"),
                  *( [f"reward.reward_kwargs.encoder.model={ctx.spec['encoder']}"] if ctx.spec.get("encoder") else [])]
@@ -213,8 +224,7 @@ def run_grpo(ctx: StageContext) -> dict[str, Any]:
     record = {"config": config, "model_in": str(ctx.spec["model_in"]), "model_out": _handoff(ctx), "steps": steps}
     if tau is not None:
         record["tau"] = tau
-    dumps = sorted(validation_dir.glob("*.jsonl"), key=lambda p: int(p.stem) if p.stem.isdigit() else -1)
-    record["validation"] = [str(p) for p in dumps]
+    record["validation"] = validation_summary(validation_dir)
     return record
 
 
