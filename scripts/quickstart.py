@@ -55,6 +55,29 @@ def print_table(report: Path) -> None:
         print(f"| {name} | " + " | ".join(cells) + " |")
 
 
+def print_reward_curve(stages_file: Path) -> None:
+    """GRPO's per-step reward and semantic term, and whether the curve rose (mean of the last 3 vs the first 3)."""
+    records = {r["name"]: r for r in json.loads(stages_file.read_text(encoding="utf-8"))}
+    grpo = records.get("grpo", {})
+    steps = grpo.get("steps") or []
+    if not steps:
+        return
+    tau = grpo.get("tau")
+    print(f"\nGRPO reward per step (tau {tau['value']:.3f}: {tau['label']})" if tau else "\nGRPO reward per step")
+    sim_key = next((k for k in steps[0] if k.endswith("/semantic_reward/mean")), None)
+    for s in steps:
+        extra = f"  R_sim {s[sim_key]:.3f}" if sim_key else ""
+        print(f"  step {s['step']:>3}: reward {s['reward_mean']:.3f}{extra}")
+    if len(steps) >= 6:
+        first = sum(s["reward_mean"] for s in steps[:3]) / 3
+        last = sum(s["reward_mean"] for s in steps[-3:]) / 3
+        print(f"  mean of the first 3 steps {first:.3f}, of the last 3 {last:.3f} ({last - first:+.3f})")
+    for v in grpo.get("validation") or []:
+        if v.get("score_mean") is not None:
+            print(f"  validation at step {v['step']}: mean reward {v['score_mean']:.3f} on {v['rows']} dev prompts "
+                  f"({v['file']})")
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--data-dir", type=Path, default=ROOT.parent / "shared" / "data")
@@ -89,6 +112,8 @@ def main(argv=None) -> int:
     report = out / "report.json"
     if report.is_file():
         print_table(report)
+    if (out / "stages.json").is_file():
+        print_reward_curve(out / "stages.json")
     print(f"\nwrote {out / 'stages.json'} and {report} in {time.perf_counter() - start:.0f} s")
     return 0
 

@@ -102,6 +102,21 @@ def test_similarities_auc_and_tau_by_hand():
         propose_tau([float("nan")])
 
 
+def test_unrelated_tau_is_the_median_reference_to_reference_similarity():
+    from semantic_reward.encoder_tools.audit import unrelated_tau
+
+    tau = unrelated_tau([0.1, 0.3, 0.2, 0.9])  # median of 0.1, 0.2, 0.3, 0.9 = 0.25
+    assert tau["tau"] == pytest.approx(0.25) and tau["pairs"] == 4 and tau["percentile"] == 50.0
+    assert unrelated_tau([-0.4, -0.2, -0.1])["tau"] == 0.0  # clipped: tau is never negative
+    # in an audit it is computed on the targets against other targets (what the reward compares)
+    src, tgt = ["源0", "源1", "源2"], ["ཀ་ཁ", "ག་ང", "ཅ་ཆ"]
+    vecs = np.array([[1, 0, 0], [0.6, 0.8, 0], [0.6, 0, 0.8]])
+    model = _FixedEncoder({**dict(zip(src, np.eye(3))), **dict(zip(tgt, vecs))}, default=[1.0, 0.5, 0.25])
+    audit = AuditEvaluator(src, tgt, "tibetan").audit(model)
+    expected = np.median(random_pair_similarities(vecs, vecs, 0))
+    assert audit["tau_unrelated"]["tau"] == pytest.approx(expected) and expected > 0
+
+
 def test_verdict_thresholds():
     good = {"p_at_1_src2tgt": 0.9, "p_at_1_tgt2src": 0.8, "auc": 0.97, "unk_share": 0.0}
     assert verdict(good, AuditThresholds()) == ("usable", [])

@@ -142,6 +142,44 @@ def test_unknown_override_and_stage_reference_fail_early(tmp_path, experiment_fi
         load_experiment(experiment_file, "gpu-huge", tmp_path / "run")
 
 
+def test_grpo_tau_comes_from_the_audit_only_when_the_profile_asks(tmp_path):
+    """cpu-tiny takes the audit's unrelated-sentence tau (labelled, read from audit.json); paper keeps the recipe's."""
+    from semantic_reward.experiment.stages import audit_tau
+
+    experiment = ROOT / "recipes" / "experiments" / "mt_zh_bo.yaml"
+    tiny = load_experiment(experiment, "cpu-tiny", tmp_path / "tiny").stages["grpo"]
+    paper = load_experiment(experiment, "paper", tmp_path / "paper").stages["grpo"]
+    assert tiny["tau_from_audit"] is True and paper["tau_from_audit"] is False
+    assert tiny["audit"] == str(tmp_path / "tiny" / "encoder_audit" / "out")
+    recipe = check_recipe("grpo_semantic_zh_bo", None, ["profile=paper"])
+    assert recipe.reward.reward_kwargs.tau == 0.5  # what a paper run uses
+
+    audit_dir = tmp_path / "audit"
+    with pytest.raises(StageFailed, match="wrote no"):
+        audit_tau(audit_dir)
+    audit_dir.mkdir()
+    (audit_dir / "audit.json").write_text(json.dumps({"reward": {"verdict": "usable"}}))
+    with pytest.raises(StageFailed, match="no tau_unrelated"):
+        audit_tau(audit_dir)
+    (audit_dir / "audit.json").write_text(json.dumps(
+        {"reward": {"tau_unrelated": {"percentile": 50.0, "tau": 0.125, "pairs": 34}}}))
+    tau = audit_tau(audit_dir)
+    assert tau["value"] == 0.125 and tau["from"] == str(audit_dir / "audit.json")
+    assert "50th percentile of 34" in tau["label"] and "not the paper's tau" in tau["label"]
+
+
+def test_validation_dumps_are_summarised_in_step_order(tmp_path):
+    from semantic_reward.experiment.stages import validation_summary
+
+    for step, scores in ((16, [1.0, 2.0]), (8, [0.5, 0.5, 1.1])):
+        (tmp_path / f"{step}.jsonl").write_text("".join(json.dumps({"input": "q", "output": "a", "score": v}) + "\n"
+                                                        for v in scores))
+    summary = validation_summary(tmp_path)
+    assert [s["step"] for s in summary] == [8, 16] and [s["rows"] for s in summary] == [3, 2]
+    assert summary[0]["score_mean"] == pytest.approx(0.7) and summary[1]["score_mean"] == pytest.approx(1.5)
+    assert validation_summary(tmp_path / "absent") == []
+
+
 def test_verl_console_lines_become_the_reward_curve():
     line = ("step:2 - critic/score/mean:np.float64(0.75) - critic/score/max:1.5 - reward/semantic_reward/mean:0.25"
             " - reward/language_reward/mean:np.float64(0.5) - timing_s/step:5.25 - actor/kl_loss:1.2e-05")
@@ -263,6 +301,16 @@ def test_the_mt_experiment_at_its_smallest_through_verl(tmp_path, news_pairs):
     assert records["grpo"]["model_in"] == records["cold_start"]["model_out"]  # hand-offs carry the weights
     assert records["sft_strong"]["model_in"] == records["cold_start"]["model_out"]
     assert [s["step"] for s in records["grpo"]["steps"]] == [1, 2]
+    audit = json.loads((out / "encoder_audit" / "out" / "audit.json").read_text())["reward"]
+    assert records["grpo"]["tau"]["value"] == pytest.approx(audit["tau_unrelated"]["tau"], abs=1e-6)  # cpu-tiny
+    grpo_config = (out / "grpo" / "config.yaml").read_text()
+    assert f"tau: {records['grpo']['tau']['value']}"[:10] in grpo_config
+    # verl validated at the last step and dumped its generations into the stage folder
+    [validation] = records["grpo"]["validation"]
+    assert validation["step"] == 2 and validation["file"] == str(out / "grpo" / "validation" / "2.jsonl")
+    rows = [json.loads(line) for line in Path(validation["file"]).read_text().splitlines()]
+    assert {"input", "output", "score"} <= set(rows[0]) and validation["rows"] == len(rows) > 0
+    assert validation["score_mean"] == pytest.approx(sum(r["score"] for r in rows) / len(rows))
     assert all(s["reward_mean"] == s["reward_mean"] for s in records["grpo"]["steps"])  # not NaN
     losses = records["cold_start"]["val_loss"]
     assert losses and all(v["val_loss"] == v["val_loss"] for v in losses)  # finite SFT validation loss

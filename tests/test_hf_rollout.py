@@ -134,3 +134,37 @@ def test_engine_settings_come_from_the_rollout_config():
         build_dataclass(HFEngineSettings, {"num_threads": 0})
     with pytest.raises(ConfigError, match="did you mean 'engine_kwargs.hf.num_threads'"):
         build_dataclass(HFEngineSettings, {"num_thread": 2}, prefix="engine_kwargs.hf.", what="rollout setting")
+
+
+def test_concurrent_requests_are_batched_and_match_one_at_a_time(tiny_model):
+    """Concurrent requests go through one left-padded generate; each row equals its own single generation."""
+    server = HFRolloutServer(tiny_model, prompt_length=32, response_length=8)
+    batches: list[int] = []
+    single = server._generate_batch
+
+    def counting(prompts, params):
+        batches.append(len(prompts))
+        return single(prompts, params)
+
+    server._generate_batch = counting
+    prompts = [[5, 17, 42, 99, 7], [3, 120, 8], [11, 12, 13, 14, 15, 16, 17], [9]]
+    greedy = {"temperature": 0, "max_tokens": 6}
+
+    async def together():
+        return await asyncio.gather(*[server.generate(p, dict(greedy)) for p in prompts])
+
+    batched = asyncio.run(together())
+    assert batches == [4]  # one generate call for all four
+    for prompt, out in zip(prompts, batched):
+        alone = single([prompt], dict(greedy))[0]
+        assert out.token_ids == alone.token_ids and 1 <= len(out.token_ids) <= 6
+        torch.testing.assert_close(torch.tensor(out.log_probs), torch.tensor(alone.log_probs), atol=1e-4, rtol=1e-4)
+        # the log-probs are the model's own for the tokens it produced
+        with torch.no_grad():
+            logits = server.model(input_ids=torch.tensor([prompt + out.token_ids])).logits[0].float()
+        expected = torch.log_softmax(logits[len(prompt) - 1:-1], dim=-1)
+        expected = expected[torch.arange(len(out.token_ids)), torch.tensor(out.token_ids)]
+        torch.testing.assert_close(torch.tensor(out.log_probs), expected, atol=1e-4, rtol=1e-4)
+
+    limited = asyncio.run(server.generate(prompts[0], {"temperature": 1.0, "max_tokens": 2}))
+    assert 1 <= len(limited.token_ids) <= 2 and len(limited.log_probs) == len(limited.token_ids)

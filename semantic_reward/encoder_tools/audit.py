@@ -35,7 +35,7 @@ from ..text import text_units
 from .audit_metrics import pair_similarities, propose_tau, random_pair_similarities, roc_auc
 
 __all__ = ["AuditThresholds", "AuditEvaluator", "perturb", "unk_share", "audit_encoder", "verdict", "verdict_line",
-           "write_reports"]
+           "write_reports", "unrelated_tau", "UNRELATED_PERCENTILE"]
 
 logger = logging.getLogger(__name__)
 
@@ -175,6 +175,9 @@ class AuditEvaluator(BaseEvaluator):
             "unk_share": unk_share(model.tokenizer, self.targets, self.scripts),
         }
         metrics["sensitivity"] = self._sensitivity(model, tgt)
+        # the reward compares an output with its reference, both in the target language: its floor is
+        # how close an unrelated target sentence comes to a reference
+        metrics["tau_unrelated"] = unrelated_tau(random_pair_similarities(tgt, tgt, self.seed))
         if self.hypotheses:
             hyp = pair_similarities(self._encode(model, [h for h, _ in self.hypotheses]),
                                     self._encode(model, [r for _, r in self.hypotheses]))
@@ -231,6 +234,22 @@ def audit_encoder(
                           batch_size).audit(model)
 
 
+UNRELATED_PERCENTILE = 50.0
+
+
+def unrelated_tau(random_similarities: Sequence[float], percentile: float = UNRELATED_PERCENTILE) -> dict[str, Any]:
+    """A tau from the encoder alone: the similarity an unrelated target sentence has to a reference.
+
+    With it an output earns semantic reward only for being closer to its reference than an unrelated
+    sentence typically is. It is a floor for an encoder and policy too small to reach the paper's tau
+    (its "minimal adequacy of the cold-start model", ``tau_proposal`` from ``hypotheses``); an experiment
+    uses it only when its profile asks (``grpo.tau_from_audit``). Clipped to [0, 0.99] like that proposal.
+    """
+    values = np.asarray(random_similarities, dtype=float)
+    return {"percentile": percentile, "tau": propose_tau(values, percentile), "pairs": int(values.size),
+            "source": "similarity of each reference to another (random) reference of the audit split"}
+
+
 def verdict_line(name: str, m: dict[str, Any]) -> str:
     why = "; ".join(m["verdict_reasons"]) or "clears every threshold"
     return f"{name}: {m['verdict'].upper()} ({why})"
@@ -266,6 +285,12 @@ def write_reports(results: dict[str, dict[str, Any]], out_dir: str | Path, title
             tp = m["tau_proposal"]
             lines.append(f"\n{name}: proposed tau = {tp['tau']:.3f} (the {tp['percentile']:.0f}th percentile of "
                          f"{tp['outputs']} cold-start outputs' similarity to their references)")
+    for name, m in results.items():
+        if m.get("tau_unrelated"):
+            tu = m["tau_unrelated"]
+            lines.append(f"\n{name}: unrelated-sentence tau = {tu['tau']:.3f} (the {tu['percentile']:.0f}th percentile "
+                         f"of {tu['pairs']} references' similarity to another reference, clipped to [0, 0.99]; a floor for tiny runs, "
+                         "not the paper's tau)")
     lines.append("\n![similarity histograms](similarity_histograms.png)")
     (out / "audit.md").write_text("\n".join(lines) + "\n", encoding="utf-8")
     _plot(results, out / "similarity_histograms.png")

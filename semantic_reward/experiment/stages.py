@@ -166,9 +166,41 @@ def run_sft(ctx: StageContext) -> dict[str, Any]:
     return {"config": config, "model_in": str(ctx.spec["model_in"]), "model_out": _handoff(ctx), "val_loss": losses}
 
 
+def audit_tau(audit_dir: str | Path) -> dict[str, Any]:
+    """The encoder audit's unrelated-sentence tau (``encoder_tools.audit.unrelated_tau``), labelled for the record."""
+    path = Path(audit_dir) / "audit.json"
+    if not path.is_file():
+        raise StageFailed(f"tau_from_audit is set but the encoder audit wrote no {path}")
+    proposal = json.loads(path.read_text(encoding="utf-8"))["reward"].get("tau_unrelated")
+    if not proposal:
+        raise StageFailed(f"tau_from_audit is set but {path} has no tau_unrelated (an older audit: --force it)")
+    return {"value": float(proposal["tau"]), "from": str(path),
+            "label": f"unrelated-sentence tau: the {proposal['percentile']:.0f}th percentile of {proposal['pairs']} "
+                     "references' similarity to another reference (a floor for tiny runs, not the paper's tau)"}
+
+
+def validation_summary(folder: Path) -> list[dict[str, Any]]:
+    """verl's validation dumps (``STEP.jsonl``, one row per generation) -> step, file, rows, mean score."""
+    out = []
+    for path in sorted(folder.glob("*.jsonl"), key=lambda p: int(p.stem) if p.stem.isdigit() else -1):
+        scores = [float(json.loads(line)["score"]) for line in path.read_text(encoding="utf-8").splitlines()
+                  if line.strip()]
+        out.append({"step": int(path.stem) if path.stem.isdigit() else None, "file": str(path), "rows": len(scores),
+                    "score_mean": sum(scores) / len(scores) if scores else None})
+    return out
+
+
 def run_grpo(ctx: StageContext) -> dict[str, Any]:
     overrides = [*_verl_overrides(ctx, "actor_rollout_ref.model.path"),
                  *( [f"reward.reward_kwargs.encoder.model={ctx.spec['encoder']}"] if ctx.spec.get("encoder") else [])]
+    tau = None
+    if ctx.spec.get("tau_from_audit"):  # a profile's choice (cpu-tiny); otherwise the recipe's tau stands
+        tau = audit_tau(ctx.spec["audit"])
+        overrides.append(f"reward.reward_kwargs.tau={tau['value']:.6f}")
+        log.info("      %s: tau %.3f from the encoder audit (%s)", ctx.name, tau["value"], tau["label"])
+    # verl's validation (every trainer.test_freq steps and at the last) dumps its generations here
+    validation_dir = ctx.stage_dir / "validation"
+    overrides.append(f"trainer.validation_data_dir={validation_dir}")
     # the spec's own overrides come last so that they win
     own = _as_list(ctx.spec.get("overrides"))
     overrides = [o for o in overrides if o not in own] + own
@@ -189,7 +221,11 @@ def run_grpo(ctx: StageContext) -> dict[str, Any]:
     if not steps:
         raise StageFailed("verl's main_ppo logged no training step (see log.txt)")
     (ctx.stage_dir / "steps.json").write_text(json.dumps(steps, indent=2), encoding="utf-8")
-    return {"config": config, "model_in": str(ctx.spec["model_in"]), "model_out": _handoff(ctx), "steps": steps}
+    record = {"config": config, "model_in": str(ctx.spec["model_in"]), "model_out": _handoff(ctx), "steps": steps}
+    if tau is not None:
+        record["tau"] = tau
+    record["validation"] = validation_summary(validation_dir)
+    return record
 
 
 def run_evaluation(ctx: StageContext) -> dict[str, Any]:
