@@ -238,7 +238,7 @@ def batch_median_length(results: Sequence[Mapping[str, float]]) -> float:
 
 
 def apply_batch_median_length_penalty(
-    results: Sequence[Mapping[str, float]], config: SemanticRewardConfig
+    results: Sequence[Mapping[str, float]], config: SemanticRewardConfig, median: float | None = None
 ) -> list[dict[str, float]]:
     """The follow-up's length penalty against the median length of THIS batch (one step's outputs).
 
@@ -246,9 +246,10 @@ def apply_batch_median_length_penalty(
     and returns them with ``length_penalty``, ``length_ratio`` and ``score`` recomputed;
     everything else is kept. Empty outputs keep their bottom score. Nothing outside
     ``results`` is used, so a training step never sees another step's or a validation
-    batch's lengths.
+    batch's lengths. ``median`` overrides the batch's own (verl pads a step with copies
+    of real samples, which must not move the median).
     """
-    median = batch_median_length(results)
+    median = batch_median_length(results) if median is None else float(median)
     lp = config.length_penalty
     out = []
     for r in results:
