@@ -31,7 +31,7 @@ __all__ = [
     "SemanticRewardConfig",
     "ServiceBackend",
     "ServiceConfig",
-    "Similarity",
+    "SimilarityConfig",
     "build_dataclass",
     "device_problem",
     "resolve_model_path",
@@ -46,12 +46,6 @@ class Mode(Choice):
     reference = "reference"
     source = "source"
     hybrid = "hybrid"
-
-
-class Similarity(Choice):
-    embedding = "embedding"
-    chrf = "chrf"
-    bleu = "bleu"
 
 
 class Combine(Choice):
@@ -152,9 +146,59 @@ class ServiceConfig(Settings):
             self.fail("actor_name", "must be a non-empty string")
 
 
+SIMILARITY_TERMS: tuple[str, ...] = ("embedding", "bleu", "chrf")
+"""The similarity terms, in the order their components are reported."""
+
+
+@dataclass(frozen=True)
+class SimilarityConfig(Settings):
+    """s as a weighted mean of terms: embedding cosine, sentence BLEU, sentence chrF++.
+
+    The paper's ablation rows are mixes of these (embedding; BLEU; BLEU + embedding).
+    How it mixed them was not published: here s = sum(w_k * t_k) / sum(w_k), so s stays
+    on one 0-1 scale (cosines of a trained encoder, BLEU/100, chrF/100) and tau keeps one
+    meaning for every mix. A term with weight 0 is not computed (no encoder is loaded
+    when ``embedding`` is 0). Lexical terms compare with the reference only.
+    """
+
+    SECTION = "similarity"
+    WHAT = WHAT
+
+    embedding: float = setting(1.0, ge=0)
+    bleu: float = setting(0.0, ge=0)
+    chrf: float = setting(0.0, ge=0)
+
+    def validate(self) -> None:
+        if not any(self.weights().values()):
+            self.fail("embedding", "at least one similarity weight (embedding, bleu, chrf) must be > 0")
+
+    def weights(self) -> dict[str, float]:
+        """Every term's weight, in ``SIMILARITY_TERMS`` order."""
+        return {term: float(getattr(self, term)) for term in SIMILARITY_TERMS}
+
+    def active(self) -> dict[str, float]:
+        """The terms with a weight above 0, normalised to sum to 1."""
+        total = sum(self.weights().values())
+        return {term: w / total for term, w in self.weights().items() if w > 0}
+
+    @property
+    def lexical(self) -> bool:
+        """True when a term compares words with the reference (BLEU or chrF)."""
+        return self.bleu > 0 or self.chrf > 0
+
+    @property
+    def uses_encoder(self) -> bool:
+        return self.embedding > 0
+
+
 @dataclass(frozen=True)
 class LengthPenaltyConfig(Settings):
-    """SG-SRL length penalty: starts at ``start`` x the reference length, full at ``full`` x."""
+    """SG-SRL length penalty: starts at ``start`` x the basis length, full at ``full`` x.
+
+    The basis is the reference's length, or (``batch_median``, the follow-up's choice)
+    the median length of the outputs of the same batch: one training step's outputs,
+    applied once the step is complete (``SemanticScorer.finish_batch``).
+    """
 
     SECTION = "length_penalty"
     WHAT = WHAT
@@ -163,7 +207,6 @@ class LengthPenaltyConfig(Settings):
     start: float = setting(2.5, ge=0)
     full: float = setting(5.0, ge=0)
     relative_to: LengthReference = LengthReference.reference
-    window: int = setting(1024, ge=1)
 
     def validate(self) -> None:
         if self.full <= self.start:
@@ -218,7 +261,7 @@ class SemanticRewardConfig(Settings):
     WHAT = WHAT
 
     mode: Mode = Mode.reference
-    similarity: Similarity = Similarity.embedding
+    similarity: SimilarityConfig = setting(default_factory=SimilarityConfig)
     language: str = "tibetan"
     languages: dict[str, Any] = setting(default_factory=dict)
     tau: float = setting(0.5, ge=0, lt=1)
@@ -235,9 +278,9 @@ class SemanticRewardConfig(Settings):
     service: ServiceConfig = setting(default_factory=ServiceConfig)
 
     def validate(self) -> None:
-        if self.similarity != Similarity.embedding and self.mode != Mode.reference:
-            self.fail("similarity", f"lexical similarity '{self.similarity}' compares with the reference: "
-                      f"it needs mode 'reference', not '{self.mode}'")
+        if self.similarity.lexical and self.mode != Mode.reference:
+            self.fail("similarity", "lexical terms (bleu, chrf) compare with the reference: "
+                      f"they need mode 'reference', not '{self.mode}'")
         try:
             registry = LanguageRegistry(self.languages)
             registry.get(self.language)

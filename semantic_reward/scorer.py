@@ -2,7 +2,9 @@
 
 One ``SemanticScorer`` per reward configuration. ``score`` is the async
 per-trajectory call verl's reward loop makes; ``score_batch`` is the offline
-form (evaluation, benchmarks). Both give identical numbers for identical inputs.
+form (evaluation, benchmarks). Both give identical numbers for identical inputs, except
+the batch-median length penalty: ``score`` cannot see the batch, so it leaves that
+penalty at 0 and ``finish_batch`` applies it to one complete batch.
 
 Outputs, references and sources are normalised with ``text.normalize``, exactly as
 ``data_tools`` normalises the references it writes, before anything is measured or
@@ -11,9 +13,6 @@ encoded: an output written with the non-breaking tsheg scores as the ordinary on
 
 from __future__ import annotations
 
-import statistics
-import threading
-from collections import deque
 from collections.abc import Sequence
 from typing import Any
 
@@ -21,7 +20,13 @@ import numpy as np
 
 from .config import SemanticRewardConfig
 from .languages import LanguageRegistry
-from .reward_math import cosine_similarity, empty_components, is_empty_output, reward_components
+from .reward_math import (
+    apply_batch_median_length_penalty,
+    cosine_similarity,
+    empty_components,
+    is_empty_output,
+    reward_components,
+)
 from .text import normalize, pretokenize, strip_reasoning, text_units
 
 __all__ = ["SemanticScorer", "DataError"]
@@ -31,28 +36,12 @@ class DataError(ValueError):
     """A dataset row lacks what the configured reward mode needs."""
 
 
-class _RecentLengths:
-    """Median length of the last ``window`` outputs.
-
-    verl scores one trajectory per call, so the follow-up's "batch median" is
-    taken over a sliding window of about one step's outputs in this worker.
-    """
-
-    def __init__(self, window: int):
-        self._lengths: deque[int] = deque(maxlen=window)
-        self._lock = threading.Lock()
-
-    def add_and_median(self, length: int) -> float:
-        with self._lock:
-            self._lengths.append(length)
-            return float(statistics.median(self._lengths))
-
-
 def lexical_similarity(metric: str, output: str, reference: str) -> float:
-    """Sentence chrF++ or BLEU in [0, 1] over the project's units (the lexical ablation's s).
+    """Sentence chrF++ or BLEU in [0, 1] over the project's units (the lexical similarity terms).
 
     Both sides become space-separated units (``text.pretokenize``), so BLEU runs with
-    sacrebleu's ``none`` tokeniser and counts the same units as every other measure.
+    sacrebleu's ``none`` tokeniser and counts the same units as every other measure,
+    exactly as ``evaluation.metrics`` does for the corpus scores.
     """
     import sacrebleu
 
@@ -68,13 +57,14 @@ class SemanticScorer:
     def __init__(self, config: SemanticRewardConfig, service: Any | None = None):
         self.config = config
         self.languages: LanguageRegistry = config.language_registry()
-        self.lexical = config.similarity != "embedding"
-        if service is None and not self.lexical:
+        self.weights = config.similarity.weights()
+        self.embeds = config.similarity.uses_encoder
+        if service is None and self.embeds:  # the encoder is loaded only when its term is used
             from .service import shared_embedding_service
 
             service = shared_embedding_service(config)
         self.service = service
-        self._recent = _RecentLengths(config.length_penalty.window)
+        self.batch_median = config.length_penalty.relative_to == "batch_median"
 
     # -- inputs ---------------------------------------------------------------------
     def _texts(self, response: str, reference: Any, source: Any) -> tuple[list[str], list[bool]]:
@@ -97,33 +87,40 @@ class SemanticScorer:
             flags.append(True)
         return texts, flags
 
-    def _length_basis(self, response_units: int, reference: Any, source: Any) -> float:
-        if self.config.length_penalty.relative_to == "batch_median":
-            return self._recent.add_and_median(response_units)
+    def _length_basis(self, reference: Any, source: Any) -> float | None:
+        """The reference's length in units; None for the batch median, set once the batch is complete."""
+        if self.batch_median:
+            return None
         anchor = reference if isinstance(reference, str) else source
         return float(len(text_units(anchor))) if isinstance(anchor, str) else 0.0
 
-    def _lexical(self, texts: list[str]) -> list[float]:
-        return [lexical_similarity(self.config.similarity, texts[0], ref) for ref in texts[1:]]
+    def _lexical(self, texts: list[str]) -> dict[str, float]:
+        """Sentence BLEU / chrF++ of the output against the reference (texts[1]) for the used terms."""
+        return {metric: lexical_similarity(metric, texts[0], texts[1])
+                for metric in ("bleu", "chrf") if self.weights[metric] > 0}
 
     @staticmethod
     def _cosines(vectors: np.ndarray) -> list[float]:
         return [cosine_similarity(vectors[0], v) for v in vectors[1:]]
 
     def _finish(
-        self, response: str, sims: list[float], reference: Any, source: Any, language: str | None
+        self, response: str, texts: list[str], cosines: list[float] | None, reference: Any, source: Any,
+        language: str | None,
     ) -> dict[str, float]:
         scripts = self.languages.get(language or self.config.language).scripts
-        sim_ref = sims[0] if self.config.mode in ("reference", "hybrid") else 0.0
-        sim_src = sims[-1] if self.config.mode in ("source", "hybrid") else 0.0
-        basis = self._length_basis(len(text_units(response)), reference, source)
+        sim_ref = sim_src = 0.0
+        if cosines is not None:
+            sim_ref = cosines[0] if self.config.mode in ("reference", "hybrid") else 0.0
+            sim_src = cosines[-1] if self.config.mode in ("source", "hybrid") else 0.0
+        lexical = self._lexical(texts) if self.config.similarity.lexical else {}
         return reward_components(
             response,
             scripts=scripts,
             config=self.config,
             sim_reference=sim_ref,
             sim_source=sim_src,
-            length_basis=basis,
+            length_basis=self._length_basis(reference, source),
+            **lexical,
         )
 
     def _as_text(self, response: Any) -> tuple[str, int]:
@@ -162,11 +159,8 @@ class SemanticScorer:
             self.languages.get(language)  # unknown per-row language: fail with the list of known ones
         if is_empty_output(response):
             return self._with_reasoning(empty_components(self.config), reasoning)
-        if self.lexical:
-            sims = self._lexical(texts)
-        else:
-            sims = self._cosines(await self.service.embed(texts, flags))
-        return self._with_reasoning(self._finish(response, sims, reference, source, language), reasoning)
+        cosines = self._cosines(await self.service.embed(texts, flags)) if self.embeds else None
+        return self._with_reasoning(self._finish(response, texts, cosines, reference, source, language), reasoning)
 
     def score_batch(
         self,
@@ -192,7 +186,7 @@ class SemanticScorer:
             plans.append((response, reasoning, (len(all_texts), len(texts))))
             all_texts.extend(texts)
             all_flags.extend(flags)
-        vectors = self.service.embed_sync(all_texts, all_flags) if all_texts and not self.lexical else None
+        vectors = self.service.embed_sync(all_texts, all_flags) if all_texts and self.embeds else None
         results = []
         for (response, reasoning, span), reference, source, language in zip(
             plans, references, sources, languages, strict=True
@@ -202,6 +196,18 @@ class SemanticScorer:
                 continue
             start, count = span
             pair = all_texts[start : start + count]
-            sims = self._lexical(pair) if self.lexical else self._cosines(vectors[start : start + count])
-            results.append(self._with_reasoning(self._finish(response, sims, reference, source, language), reasoning))
-        return results
+            cosines = self._cosines(vectors[start : start + count]) if vectors is not None else None
+            results.append(
+                self._with_reasoning(self._finish(response, pair, cosines, reference, source, language), reasoning)
+            )
+        return self.finish_batch(results)
+
+    def finish_batch(self, results: Sequence[dict[str, float]]) -> list[dict[str, float]]:
+        """Batch-level terms over ONE batch's results (the length penalty against its median length).
+
+        ``score_batch`` calls it; the verl glue calls it once per training step on that
+        step's outputs. Without a batch-level term the results are returned unchanged.
+        """
+        if not self.batch_median:
+            return list(results)
+        return apply_batch_median_length_penalty(results, self.config)

@@ -93,20 +93,21 @@ def test_any_unicode_output_and_reference(output, reference):
 MODES = [
     {},
     {"length_penalty": {"weight": 0.2}, "repetition_penalty": {"weight": 0.05}},
-    {"length_penalty": {"weight": 1.0, "relative_to": "batch_median", "window": 8},
+    {"length_penalty": {"weight": 1.0, "relative_to": "batch_median"},
      "repetition_penalty": {"weight": 1.0}},
     {"combine": "gated", "semantic_weight": 1.0, "length_penalty": {"weight": 0.2},
      "repetition_penalty": {"weight": 0.05}},
     {"mode": "source", "repetition_penalty": {"weight": 0.3}},
     {"mode": "hybrid", "combine": "gated", "length_penalty": {"weight": 0.5}},
-    {"similarity": "chrf", "length_penalty": {"weight": 0.2}, "repetition_penalty": {"weight": 0.05}},
-    {"similarity": "bleu", "combine": "gated"},
+    {"similarity": {"embedding": 0, "chrf": 1}, "length_penalty": {"weight": 0.2}, "repetition_penalty": {"weight": 0.05}},
+    {"similarity": {"embedding": 0, "bleu": 1}, "combine": "gated"},
+    {"similarity": {"embedding": 0.5, "bleu": 0.5}, "language_weight": 0.0},
 ]
 
 
 def build_scorers() -> list[SemanticScorer]:
     return [
-        SemanticScorer(config, LocalEmbeddingService(backend=HashEncoder()) if config.similarity == "embedding" else None)
+        SemanticScorer(config, LocalEmbeddingService(backend=HashEncoder()) if config.similarity.uses_encoder else None)
         for config in (SemanticRewardConfig.from_mapping(m) for m in MODES)
     ]
 
@@ -143,7 +144,7 @@ def test_combining_marks_alone_are_empty_in_every_mode(marks):
 def test_mixed_tsheg_forms_score_as_the_plain_tsheg(sylls, nbsp):
     plain = "\u0f0b".join(sylls) + "།"
     mixed = "".join(s + ("\u0f0c" if nb else "\u0f0b") for s, nb in zip(sylls, nbsp, strict=False))[:-1] + "།"
-    for first, second in zip(build_scorers(), build_scorers(), strict=True):  # fresh: batch_median keeps state
+    for first, second in zip(build_scorers(), build_scorers(), strict=True):  # fresh scorers per example
         (a,), (b,) = score_all(first, [plain]), score_all(second, [mixed])
         assert a == b
 

@@ -142,4 +142,5 @@ def test_compute_score_reward_kwargs_are_checked_before_the_run(kwargs, needle):
     # the documented key itself is accepted, and good settings pass
     check_recipe("grpo_semantic_zh_bo", "cpu-tiny",
                  [*use_function, "+reward.custom_reward_function.reward_kwargs.tau=0.6",
-                  "+reward.custom_reward_function.reward_kwargs.similarity=chrf"])
+                  "+reward.custom_reward_function.reward_kwargs.similarity.embedding=0",
+                  "+reward.custom_reward_function.reward_kwargs.similarity.chrf=1"])

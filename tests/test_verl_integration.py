@@ -205,7 +205,8 @@ def test_manager_fails_when_built_in_one_line(tmp_path, tiny_tokenizer_dir, mini
         ({"encoder": {"model": "./no_such_encoder"}}, "'encoder.model'"),
         ({"service": {"request_timeout_s": float("inf")}}, "'service.request_timeout_s'"),
         ({"tua": 0.5}, "did you mean 'tau'"),
-        ({"similarity": "chrf", "mode": "source"}, "'similarity'"),
+        ({"similarity": {"chrf": 1}, "mode": "source"}, "'similarity'"),
+        ({"similarity": {"embedding": 0}}, "'similarity.embedding'"),
     ],
 )
 def test_validate_reward_kwargs_names_the_setting(tmp_path, monkeypatch, kwargs, needle):
@@ -233,9 +234,9 @@ def test_validate_reward_kwargs_accepts_the_documented_settings(tmp_path, minilm
     ])
     settings = validate_reward_kwargs(cfg.reward.custom_reward_function.reward_kwargs)
     assert settings.tau == 0.4 and settings.encoder.model == minilm_path
-    lexical = validate_reward_kwargs(OmegaConf.create({"similarity": "chrf", "encoder": {"model": "org/not_downloaded"},
+    lexical = validate_reward_kwargs(OmegaConf.create({"similarity": {"embedding": 0, "chrf": 1}, "encoder": {"model": "org/not_downloaded"},
                                                        "reward_router_address": "ignored"}))
-    assert lexical.similarity == "chrf"  # the encoder is unused, so its folder is not required
+    assert lexical.similarity.active() == {"chrf": 1.0}  # the encoder is unused, so its folder is not required
 
 
 def test_compute_score_fails_once_then_repeats_the_line_at_once(monkeypatch, tmp_path):

@@ -54,7 +54,7 @@ def validate_reward_kwargs(
         settings.pop(name, None)
     try:
         config = SemanticRewardConfig.from_mapping(settings)
-        if config.similarity == "embedding":
+        if config.similarity.uses_encoder:
             check_device(config.encoder.device, hardware=hardware)
             check_model(config.encoder.model)
     except (ConfigError, EncoderError) as exc:

@@ -36,12 +36,30 @@ try:  # reward components in the trainer's step metrics (see metrics.py); never 
 except MetricsHookError as exc:
     logger.error("%s", exc)
 
+# the batch-median length penalty, applied once a V1 step's outputs are all in (see batch_terms.py);
+# installed after the metrics hook so that both wrap the V1 trainer module
+from .batch_terms import install as _install_batch_terms  # noqa: E402
+
+_install_batch_terms()
+
 
 def settings_from_verl_config(config: Any) -> SemanticRewardConfig:
     """Read and validate ``reward.reward_kwargs`` of a full verl config."""
     reward = config.get("reward") if hasattr(config, "get") else None
     kwargs = reward.get("reward_kwargs") if reward is not None and hasattr(reward, "get") else None
     return SemanticRewardConfig.from_mapping(kwargs or {})
+
+
+def _check_batch_terms(settings: SemanticRewardConfig, config: Any) -> None:
+    """The batch-median length penalty is applied by the V1 trainer hook only; refuse it elsewhere."""
+    if settings.length_penalty.relative_to != "batch_median" or settings.length_penalty.weight == 0:
+        return
+    trainer = config.get("trainer") if hasattr(config, "get") else None
+    if trainer is not None and hasattr(trainer, "get") and trainer.get("use_v1") is False:
+        raise ConfigError(
+            "reward.reward_kwargs.length_penalty.relative_to: batch_median is applied once a step's outputs are all "
+            "in, which semantic_reward does in verl's V1 trainer only; set trainer.use_v1=true or relative_to=reference"
+        )
 
 
 @register("semantic")
@@ -61,6 +79,7 @@ class SemanticRewardManager(RewardManagerBase):
         try:
             self.settings = scorer.config if scorer is not None else settings_from_verl_config(config)
             self.scorer = scorer if scorer is not None else SemanticScorer(self.settings)
+            _check_batch_terms(self.settings, config)
         except (ConfigError, EncoderError) as exc:
             logger.error("semantic reward manager cannot start: %s", exc)
             raise type(exc)(str(exc)) from None  # one line, not a chain of tracebacks
