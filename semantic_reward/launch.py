@@ -95,6 +95,8 @@ def shape_overrides(shape: Shape, profile: str, model: str | None = None) -> lis
     """The overrides that put the recipe on ``shape`` (verl's pools get the GPUs the encoder does not keep)."""
     out = [f"profile={profile}", f"profile.nnodes={shape.nnodes}",
            f"profile.n_gpus_per_node={shape.verl_gpus_per_node}", f"profile.encoder.num_gpus={shape.encoder_gpus}"]
+    if shape.encoder_gpus:
+        out.append("profile.encoder.device=cuda")
     if model:
         out.append(f"profile.model={model}")
     return out

@@ -337,6 +337,24 @@ def check_shared_paths(cfg: DictConfig, kind: str) -> list[str]:
             "SHARED_ROOT=<the project folder on that storage>)"]
 
 
+def check_encoder_placement(settings: Any) -> list[str]:
+    """An encoder that runs, but on the CPU in half precision or on one thread: a step slower by minutes."""
+    enc, svc = settings.encoder, settings.service
+    uses_encoder = settings.similarity.embedding > 0 if hasattr(settings, "similarity") else True
+    on_cpu = enc.device == "cpu" or (enc.device == "auto" and svc.num_gpus == 0 and svc.backend == "ray")
+    if not (uses_encoder and on_cpu):
+        return []
+    problems = []
+    if enc.dtype == "float16":
+        problems.append("reward.reward_kwargs.encoder.dtype float16 with the encoder on CPU (encoder.device "
+                        f"{enc.device}, service.num_gpus {svc.num_gpus}): CPUs have no fast fp16 matmul; use "
+                        "bfloat16 (measured 2.8x faster than float32 on 16 cores, recipes/README.md) or float32")
+    if enc.device == "auto" and svc.num_gpus == 0:
+        problems.append("reward.reward_kwargs.encoder.device auto with service.num_gpus 0: the shared actor holds no "
+                        "GPU, so say where it runs: device cpu (the default placement) or service.num_gpus > 0")
+    return problems
+
+
 def check_recipe(recipe: str | Path, profile: str | None = None, overrides: Sequence[str] = (),
                  shared_paths: bool | None = None) -> DictConfig:
     """Compose recipe + profile + overrides, check keys, the cluster shape, verl's validation, ours and the data sizes.
@@ -370,9 +388,13 @@ def check_recipe(recipe: str | Path, profile: str | None = None, overrides: Sequ
                 checked.actor_rollout_ref.rollout.name = "not-vllm"
         validate_config(checked, use_reference_policy=need_reference_policy(cfg), use_critic=need_critic(cfg))
         if cfg.reward.reward_manager.name == "semantic" or cfg.reward.get("reward_kwargs"):
-            from .verl_adapter.manager import settings_from_verl_config
+            from .verl_adapter.manager import _check_batch_terms, settings_from_verl_config
 
-            settings_from_verl_config(cfg)
+            settings = settings_from_verl_config(cfg)
+            _check_batch_terms(settings, cfg)
+            problems = check_encoder_placement(settings)
+            if problems:
+                raise RecipeError(f"{path}: " + "; ".join(problems))
         crf = cfg.reward.get("custom_reward_function") or {}
         if str(crf.get("path") or "").endswith("semantic_reward.verl_adapter.compute_score"):
             # verl only binds these with functools.partial: nothing of ours sees them before the first

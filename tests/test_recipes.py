@@ -116,10 +116,9 @@ def test_misspelt_reward_setting_fails(tmp_path):
 
 
 def test_command_line_overrides_are_checked_like_the_recipe():
-    with pytest.raises(Exception, match="train_batch_size"):
-        # 7 prompts x 4 on 2 ranks of 8-sample mini-batches cannot divide
-        check_recipe("grpo_semantic_zh_bo", "cpu-tiny", ["profile.grpo.train_batch_size=7",
-                                                          "profile.n_gpus_per_node=2"])
+    with pytest.raises(RecipeError, match="train_batch_size 8 x actor_rollout_ref.rollout.n 4 = 32 rollouts"):
+        # 8 prompts x 4 rollouts cannot be spread over 3 GPUs
+        check_recipe("grpo_semantic_zh_bo", "cpu-tiny", ["profile.n_gpus_per_node=3"])
 
 
 @pytest.mark.parametrize(
@@ -144,3 +143,27 @@ def test_compute_score_reward_kwargs_are_checked_before_the_run(kwargs, needle):
                  [*use_function, "+reward.custom_reward_function.reward_kwargs.tau=0.6",
                   "+reward.custom_reward_function.reward_kwargs.similarity.embedding=0",
                   "+reward.custom_reward_function.reward_kwargs.similarity.chrf=1"])
+
+
+@pytest.mark.parametrize(
+    ("overrides", "needle"),
+    [
+        (["profile.encoder.dtype=float16"], "float16 with the encoder on CPU"),
+        (["profile.encoder.device=auto"], "device auto with service.num_gpus 0"),
+    ],
+)
+def test_an_encoder_that_would_crawl_on_the_cpu_fails_at_the_check(overrides, needle):
+    """fp16 matmuls on a CPU, or an 'auto' device in an actor that holds no GPU: refused before the run."""
+    with pytest.raises(RecipeError, match=needle):
+        check_recipe("grpo_semantic_zh_bo", "paper", overrides)
+
+
+def test_the_paper_profile_puts_the_encoder_on_the_driver_cpus_in_bf16_with_its_threads():
+    cfg = check_recipe("grpo_semantic_zh_bo", "paper")
+    kwargs = cfg.reward.reward_kwargs
+    assert (kwargs.encoder.device, kwargs.encoder.dtype) == ("cpu", "bfloat16")
+    assert (kwargs.service.num_gpus, kwargs.service.num_cpus) == (0, 16)
+    # a GPU kept for the encoder moves it there
+    cfg = check_recipe("grpo_semantic_zh_bo", "paper", ["profile.encoder.num_gpus=1", "profile.encoder.device=cuda",
+                                                         "profile.n_gpus_per_node=8"])
+    assert (cfg.reward.reward_kwargs.encoder.device, cfg.reward.reward_kwargs.service.num_gpus) == ("cuda", 1)
