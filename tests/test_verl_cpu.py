@@ -258,3 +258,23 @@ def test_grpo_v1_trainer_with_lora_keeps_the_rollout_in_sync(tmp_path, mt_data, 
     for step, m in steps.items():  # every reward component reached the trainer's metrics
         missing = [k for k in REWARD_KEYS if f"semantic_reward/{k}/mean" not in m]
         assert not missing, (step, missing)
+
+
+def test_grpo_v1_batch_median_length_penalty_reaches_the_trainers_rewards(tmp_path, mt_data, tiny_policy,
+                                                                          minilm_path):
+    """The follow-up's batch-median penalty, applied by the V1 trainer hook once a step's outputs are all in:
+    the penalty bites (start 0.5x / full 1.0x the median, so about half the outputs are over it), and the
+    rewards verl trains on (critic/rewards/mean) are the re-scored ones, not the per-trajectory scores."""
+    penalty = ["reward.reward_kwargs.length_penalty.relative_to=batch_median",
+               "reward.reward_kwargs.length_penalty.weight=0.2", "reward.reward_kwargs.length_penalty.start=0.5",
+               "reward.reward_kwargs.length_penalty.full=1.0"]
+    steps = _run(_grpo_cmd(*_grpo_overrides(tmp_path, mt_data, tiny_policy, minilm_path), "trainer.use_v1=true",
+                           "trainer.total_training_steps=2", *penalty), _env("cpu"), tmp_path)
+    log.info("V1 GRPO, batch-median length penalty: %s", _summary(steps))
+    assert sorted(steps) == [1, 2]
+    for step, m in steps.items():
+        assert m["semantic_reward/batch_median_length"] > 0, (step, m)
+        assert m["semantic_reward/length_penalty/mean"] > 0, (step, m)
+        # verl's reward statistic comes from the rewritten token-level scores: it equals the mean re-scored
+        # score (within float32), which includes the penalty
+        assert math.isclose(m[SCORE_KEY], m["semantic_reward/score/mean"], rel_tol=1e-4, abs_tol=1e-4), (step, m)
