@@ -165,24 +165,42 @@ def _drift_hist(drift: Mapping[str, np.ndarray], path: Path) -> None:
     plt.close(fig)
 
 
+# counts in text units, plotted apart from the reward terms (which live on the reward's 0-2.5 scale)
+_LENGTH_COMPONENTS = ("length_units", "reasoning_length", "batch_median_length")
+
+
+def _component_name(key: str) -> str:
+    return key.removeprefix("semantic_reward/").removesuffix("/mean")
+
+
 def _reward_curve(curve: Sequence[Mapping[str, float]], path: Path) -> None:
+    """Reward per step; its terms; the lengths. Series that stay at zero are named, not drawn."""
     import matplotlib.pyplot as plt
 
     steps = [r["step"] for r in curve]
     components = sorted({k for r in curve for k in r} - {"step", "reward_mean"})
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+    flat = [c for c in components if all(abs(r.get(c, 0.0)) < 1e-12 for r in curve)]
+    lengths = [c for c in components if c not in flat and _component_name(c) in _LENGTH_COMPONENTS]
+    terms = [c for c in components if c not in flat and c not in lengths]
+    fig, axes = plt.subplots(1, 3, figsize=(15, 4.2))
     axes[0].plot(steps, [r["reward_mean"] for r in curve], marker="o", color="k")
     axes[0].set_title("GRPO reward (batch mean)")
-    for i, comp in enumerate(components):
-        pts = [(r["step"], r[comp]) for r in curve if comp in r]
-        axes[1].plot([p[0] for p in pts], [p[1] for p in pts], marker=".", label=comp, color=f"C{i}")
-    axes[1].set_title("reward components (batch means)")
-    if components:
-        axes[1].legend(fontsize=7)
+    for ax, group, title in ((axes[1], terms, "reward terms (batch means)"),
+                             (axes[2], lengths, "output lengths (text units, batch means)")):
+        for i, comp in enumerate(group):
+            pts = [(r["step"], r[comp]) for r in curve if comp in r]
+            ax.plot([p[0] for p in pts], [p[1] for p in pts], marker=".", label=_component_name(comp),
+                    color=f"C{i % 10}", linestyle="-" if i < 10 else "--")
+        ax.set_title(title)
+        if group:
+            ax.legend(fontsize=7)
     for ax in axes:
         ax.set_xlabel("step")
         ax.grid(alpha=0.3)
-    fig.tight_layout()
+    if flat:
+        fig.text(0.01, 0.01, "zero at every step (not drawn): " + ", ".join(_component_name(c) for c in flat),
+                 fontsize=7, va="bottom")
+    fig.tight_layout(rect=(0, 0.05 if flat else 0, 1, 1))
     fig.savefig(path, dpi=110)
     plt.close(fig)
 
