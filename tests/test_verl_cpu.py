@@ -265,9 +265,9 @@ def test_grpo_v1_batch_median_length_penalty_reaches_the_trainers_rewards(tmp_pa
     """The follow-up's batch-median penalty, applied by the V1 trainer hook once a step's outputs are all in:
     the penalty bites (start 0.5x / full 1.0x the median, so about half the outputs are over it), and the
     rewards verl trains on (critic/rewards/mean) are the re-scored ones, not the per-trajectory scores."""
-    penalty = ["reward.reward_kwargs.length_penalty.relative_to=batch_median",
-               "reward.reward_kwargs.length_penalty.weight=0.2", "reward.reward_kwargs.length_penalty.start=0.5",
-               "reward.reward_kwargs.length_penalty.full=1.0"]
+    penalty = ["+reward.reward_kwargs.length_penalty.relative_to=batch_median",
+               "+reward.reward_kwargs.length_penalty.weight=0.2", "+reward.reward_kwargs.length_penalty.start=0.5",
+               "+reward.reward_kwargs.length_penalty.full=1.0"]
     steps = _run(_grpo_cmd(*_grpo_overrides(tmp_path, mt_data, tiny_policy, minilm_path), "trainer.use_v1=true",
                            "trainer.total_training_steps=2", *penalty), _env("cpu"), tmp_path)
     log.info("V1 GRPO, batch-median length penalty: %s", _summary(steps))
