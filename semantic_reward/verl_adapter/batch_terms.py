@@ -32,6 +32,7 @@ from typing import Any
 
 from ..config import SemanticRewardConfig
 from ..reward_math import REWARD_KEYS, apply_batch_median_length_penalty, batch_median_length
+from .metrics import _as_list
 
 __all__ = ["V1_MODULE", "install", "patch_v1_trainer", "rescore_step", "step_settings"]
 
@@ -83,10 +84,6 @@ def rescore_step(
     real = [info for info, pad in zip(infos, padding, strict=True) if not pad]
     median = batch_median_length(real)
     return apply_batch_median_length_penalty(infos, settings, median=median), median
-
-
-def _as_list(values: Any) -> list:
-    return values.tolist() if hasattr(values, "tolist") else list(values)
 
 
 def apply_to_step(batch: Any, settings: SemanticRewardConfig, tq: Any) -> dict[str, float]:
