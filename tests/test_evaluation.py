@@ -228,3 +228,19 @@ def test_general_benchmark_through_lm_eval_on_a_local_task(tmp_path):
     assert set(result) == {"local_mc"}
     assert 0.0 <= result["local_mc"]["acc"] <= 1.0
     assert "acc_stderr" not in result["local_mc"]
+
+
+def test_bootstrap_interval_when_some_resamples_have_only_empty_outputs():
+    """sacrebleu scores an all-empty resample as a Python 0.0 and others as float32; the interval
+    must still come out (a weak system that mostly outputs nothing hit a TypeError here)."""
+    hyps = ["a b c d e f"] + [""] * 9
+    refs = ["a b c d e f"] + [f"p{i} q{i}" for i in range(9)]
+    scores = sacrebleu_scores(hyps, refs, "bo", n_bootstrap=200)
+    plain = sacrebleu_scores(hyps, refs, "bo", n_bootstrap=1)
+    for name in ("bleu", "chrf"):
+        expected = plain[name].score
+        assert expected > 0 and plain[name].interval is None
+        assert scores[name].score == pytest.approx(expected)
+        interval = scores[name].interval
+        assert interval is not None and interval.low < interval.mean < interval.high
+        assert 0.0 < interval.mean < expected + 0.2

@@ -49,12 +49,31 @@ def segmentation(language: str) -> str:
 # -------------------------------------------------------------------------------------------------------------
 
 
+def _float_scores(metric: BLEU | CHRF) -> BLEU | CHRF:
+    """Make every score the metric computes a Python float.
+
+    sacrebleu's bootstrap (2.x) scores resamples from float32 statistics: BLEU returns a
+    Python 0.0 for a resample without matches and a numpy float32 otherwise, and
+    ``Score.estimate_ci`` then fails in ``statistics.mean`` ("can't coerce float and
+    float32"). Weak systems (the tiny CPU policies, early checkpoints) hit exactly that.
+    """
+    compute = metric._compute_score_from_stats
+
+    def compute_as_float(stats):
+        score = compute(stats)
+        score.score = float(score.score)
+        return score
+
+    metric._compute_score_from_stats = compute_as_float
+    return metric
+
+
 def _metric(name: str, language: str) -> BLEU | CHRF:
     """A fresh sacrebleu metric: BLEU-4 with the language's tokeniser, or chrF++ (word n-grams up to 2)."""
     if name == "bleu":
-        return BLEU(tokenize="none")
+        return _float_scores(BLEU(tokenize="none"))
     if name == "chrf":
-        return CHRF(word_order=2)
+        return _float_scores(CHRF(word_order=2))
     raise ValueError(f"unknown sacrebleu metric {name!r}; known: {SACREBLEU_METRICS}")
 
 
