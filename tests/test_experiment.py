@@ -342,3 +342,18 @@ def test_the_mt_experiment_at_its_smallest_through_verl(tmp_path, news_pairs):
                             "--lm-steps", "5", *sum((["--set", s] for s in sets), [])], cwd=ROOT, env=env,
                            capture_output=True, text=True, timeout=600)
     assert rerun.returncode == 0 and rerun.stdout.count("finished earlier, skipped") == 7
+
+
+def test_recorded_command_carries_the_environment_it_ran_with(tmp_path):
+    """stages.json's command is pasteable: the env the runner set (VERL_PLATFORM=cpu, ...) comes first."""
+    import shlex
+
+    from semantic_reward.experiment.stages import StageContext
+
+    seen = []
+    ctx = StageContext(name="grpo", spec={"kind": "grpo"}, stage_dir=tmp_path, experiment=None,
+                       run=lambda cmd, log, env, on_line: seen.append((cmd, env)))
+    ctx.execute(["python", "-m", "verl.trainer.main_ppo", "a=b c"], env={"VERL_PLATFORM": "cpu", "A": "1"})
+    assert seen == [(["python", "-m", "verl.trainer.main_ppo", "a=b c"], {"VERL_PLATFORM": "cpu", "A": "1"})]
+    assert shlex.split(ctx.commands[0]) == ["A=1", "VERL_PLATFORM=cpu", "python", "-m", "verl.trainer.main_ppo",
+                                            "a=b c"]

@@ -52,7 +52,9 @@ class StageContext:
 
     def execute(self, cmd: list[str], log_name: str = "log.txt", env: dict[str, str] | None = None,
                 on_line: Callable[[str], None] | None = None) -> None:
-        self.commands.append(shlex.join(cmd))
+        # recorded with the environment it needs (VERL_PLATFORM=cpu, ...), so it can be pasted into a shell
+        prefix = [f"{key}={value}" for key, value in sorted((env or {}).items())]
+        self.commands.append(shlex.join([*prefix, *cmd]))
         self.run(cmd, self.stage_dir / log_name, env or {}, on_line)
 
     def save_config(self, cfg: Any) -> str:
