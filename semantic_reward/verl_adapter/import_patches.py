@@ -5,7 +5,7 @@ step metrics, the batch-median length penalty), so ``metrics`` and ``batch_terms
 functions. The plugin is imported in every verl process, sometimes before and sometimes after the
 trainer modules, so each patch is registered here with ``patch_on_import``:
 
-* a module already in ``sys.modules`` is patched at once;
+* a module already in ``sys.modules`` gets the caller's patch at once;
 * otherwise one finder on ``sys.meta_path`` wraps the loader that the finders after it return,
   and runs every patch registered for that module right after the module's own code, in the
   order the patches were registered (delegating, not asking the file system itself, keeps other
@@ -14,7 +14,8 @@ trainer modules, so each patch is registered here with ``patch_on_import``:
 Each ``(module, key)`` is applied once per module object: registering a key again never wraps a
 function twice. A patch that raises is not caught: the exception reaches the caller of
 ``patch_on_import`` (module already imported) or the ``import`` statement (module imported later),
-and that key is tried again the next time. Callers choose what to raise and how to report it.
+and that key is tried again the next time (the next ``patch_on_import`` with it, or the next
+import of a module whose import failed). Callers choose what to raise and how to report it.
 """
 
 from __future__ import annotations
@@ -53,7 +54,7 @@ def patch_on_import(module_name: str, patch: Patch, *, key: str) -> None:
         module = sys.modules.get(module_name)
         if module is None or module_name in _LOADING:
             return  # the loader applies it once the module's code has run
-    _apply_pending(module, module_name)
+    _apply_pending(module, module_name, only=key)  # the caller's own patch: its error is the caller's
 
 
 def _install_finder() -> None:
@@ -64,12 +65,16 @@ def _install_finder() -> None:
             sys.meta_path.insert(0, _FINDER)
 
 
-def _apply_pending(module: ModuleType, name: str, *, loading: bool = False) -> None:
-    """Run the patches of ``name`` not yet applied to ``module``, each claimed under the lock and run outside it."""
+def _apply_pending(module: ModuleType, name: str, *, loading: bool = False, only: str | None = None) -> None:
+    """Run the patches of ``name`` (or just ``only``) not yet applied to ``module``.
+
+    Each is claimed under the lock and run outside it, so a patch may import other modules.
+    """
     while True:
         with _LOCK:
             done = _APPLIED.setdefault(module, set())
-            pending = [(key, patch) for key, patch in _PATCHES.get(name, {}).items() if key not in done]
+            pending = [(key, patch) for key, patch in _PATCHES.get(name, {}).items()
+                       if key not in done and (only is None or key == only)]
             if not pending:
                 if loading:
                     _LOADING.discard(name)
