@@ -23,15 +23,13 @@ The legacy trainer (``trainer.use_v1=false``) has no such hook here: the manager
 from __future__ import annotations
 
 import functools
-import importlib.abc
 import logging
-import sys
-import threading
 from collections.abc import Mapping
 from typing import Any
 
 from ..config import SemanticRewardConfig
 from ..reward_math import REWARD_KEYS, apply_batch_median_length_penalty, batch_median_length
+from .import_patches import patch_on_import
 from .metrics import _as_list
 
 __all__ = ["V1_MODULE", "install", "patch_v1_trainer", "rescore_step", "step_settings"]
@@ -133,60 +131,10 @@ def patch_v1_trainer(module: Any) -> None:
     trainer._compute_advantage = _compute_advantage
 
 
-class _Loader(importlib.abc.Loader):
-    def __init__(self, loader: importlib.abc.Loader):
-        self._loader = loader
-
-    def create_module(self, spec):
-        return self._loader.create_module(spec)
-
-    def exec_module(self, module) -> None:
-        self._loader.exec_module(module)
-        patch_v1_trainer(module)
-
-
-class _Finder(importlib.abc.MetaPathFinder):
-    """Asks the finders after it for the V1 trainer module and wraps the loader they return.
-
-    Delegating (rather than asking the file system) keeps other import hooks on that module
-    working, e.g. ``metrics.install``'s, as long as this finder is installed after them.
-    """
-
-    def __init__(self) -> None:
-        self._busy = threading.local()
-
-    def find_spec(self, fullname, path, target=None):
-        if fullname != V1_MODULE or getattr(self._busy, "on", False):
-            return None
-        self._busy.on = True
-        try:
-            later = sys.meta_path[sys.meta_path.index(self) + 1 :] if self in sys.meta_path else []
-            for finder in later:
-                find = getattr(finder, "find_spec", None)
-                spec = find(fullname, path, target) if find else None
-                if spec is not None:
-                    break
-            else:
-                return None
-        finally:
-            self._busy.on = False
-        if spec.loader is None:
-            return None
-        spec.loader = _Loader(spec.loader)
-        return spec
-
-
-_FINDER: _Finder | None = None
-_LOCK = threading.Lock()
-
-
 def install() -> None:
-    """Patch the V1 trainer now if imported, else when it is imported."""
-    global _FINDER
-    with _LOCK:
-        if _FINDER is None:
-            _FINDER = _Finder()
-            sys.meta_path.insert(0, _FINDER)
-    module = sys.modules.get(V1_MODULE)
-    if module is not None:
-        patch_v1_trainer(module)
+    """Patch the V1 trainer now if imported, else when it is imported (``import_patches``).
+
+    A module that is not verl 0.9.1's V1 trainer raises ``RuntimeError``: here if it is
+    already imported, else at its import.
+    """
+    patch_on_import(V1_MODULE, patch_v1_trainer, key=f"{__name__}.patch_v1_trainer")

@@ -36,8 +36,9 @@ try:  # reward components in the trainer's step metrics (see metrics.py); never 
 except MetricsHookError as exc:
     logger.error("%s", exc)
 
-# the batch-median length penalty, applied once a V1 step's outputs are all in (see batch_terms.py);
-# installed after the metrics hook so that both wrap the V1 trainer module
+# the batch-median length penalty, applied once a V1 step's outputs are all in (see batch_terms.py). It wraps
+# PPOTrainer._compute_advantage, the metrics hook PPOTrainer._compute_metrics: the order of the two is free
+# (import_patches applies them in registration order, the metrics hook first)
 from .batch_terms import install as _install_batch_terms  # noqa: E402
 
 _install_batch_terms()

@@ -20,7 +20,8 @@ batch holds the semantic reward's own keys, so other rewards are untouched.
 
 Activation: ``install()``, which ``semantic_reward.verl_adapter.manager`` calls when
 it is imported, i.e. in every verl process through the ``verl.plugins`` entry point.
-It patches the trainer modules if already imported, else the moment they are.
+It patches the trainer modules if already imported, else the moment they are
+(``import_patches.patch_on_import``, shared with ``batch_terms``).
 ``SEMANTIC_REWARD_TRAIN_METRICS=0`` turns it off. On a verl other than 0.9.1 the
 trainer module's import fails with a ``MetricsHookError`` saying so (set the variable
 to 0 to train without these metrics).
@@ -29,16 +30,13 @@ to 0 to train without these metrics).
 from __future__ import annotations
 
 import functools
-import importlib.abc
-import importlib.machinery
-import importlib.util
 import logging
 import math
 import os
-import sys
-import threading
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
+
+from .import_patches import patch_on_import
 
 __all__ = [
     "METRIC_PREFIX",
@@ -195,59 +193,21 @@ def patch_v1_trainer(module: Any) -> None:
 _PATCHES: dict[str, Callable[[Any], None]] = {_LEGACY: patch_legacy_trainer, _V1: patch_v1_trainer}
 
 
-# -- patching a module when it is imported -----------------------------------------------------------
-class _PatchingLoader(importlib.abc.Loader):
-    def __init__(self, loader: importlib.abc.Loader, patch: Callable[[Any], None]):
-        self._loader, self._patch = loader, patch
-
-    def create_module(self, spec):
-        return self._loader.create_module(spec)
-
-    def exec_module(self, module) -> None:
-        self._loader.exec_module(module)
-        self._patch(module)
-
-
-class _PatchOnImport(importlib.abc.MetaPathFinder):
-    """Finds nothing itself; wraps the real loader of the two trainer modules."""
-
-    def __init__(self) -> None:
-        self._busy = threading.local()
-
-    def find_spec(self, fullname, path, target=None):
-        patch = _PATCHES.get(fullname)
-        if patch is None or getattr(self._busy, "name", None) == fullname:
-            return None
-        self._busy.name = fullname
-        try:
-            spec = importlib.machinery.PathFinder.find_spec(fullname, path)
-        finally:
-            self._busy.name = None
-        if spec is None or spec.loader is None:
-            return None
-        spec.loader = _PatchingLoader(spec.loader, patch)
-        return spec
-
-
-_FINDER: _PatchOnImport | None = None
-_INSTALL_LOCK = threading.Lock()
-
-
 def install() -> bool:
     """Add the reward components to both trainers' step metrics; False when switched off.
 
     Trainer modules already imported are patched now (raising ``MetricsHookError`` on
-    another verl); the others are patched when imported.
+    another verl, after every patch is registered); the others are patched when imported
+    (see ``import_patches``).
     """
-    global _FINDER
     if os.environ.get(SWITCH, "1").strip().lower() in ("0", "false", "no", "off"):
         return False
-    with _INSTALL_LOCK:
-        if _FINDER is None:
-            _FINDER = _PatchOnImport()
-            sys.meta_path.insert(0, _FINDER)
+    failure: MetricsHookError | None = None
     for name, patch in _PATCHES.items():
-        module = sys.modules.get(name)
-        if module is not None:
-            patch(module)
+        try:
+            patch_on_import(name, patch, key=f"{__name__}.{patch.__name__}")
+        except MetricsHookError as exc:
+            failure = failure or exc
+    if failure is not None:
+        raise failure
     return True
