@@ -56,7 +56,9 @@ def print_table(report: Path) -> None:
 
 
 def print_reward_curve(stages_file: Path) -> None:
-    """GRPO's per-step reward and semantic term, and whether the curve rose (mean of the last 3 vs the first 3)."""
+    """GRPO's per-step reward and semantic term, and whether the curve rose (a fitted line's slope)."""
+    from semantic_reward.evaluation.trend import curve_trend, format_trend
+
     records = {r["name"]: r for r in json.loads(stages_file.read_text(encoding="utf-8"))}
     grpo = records.get("grpo", {})
     steps = grpo.get("steps") or []
@@ -68,10 +70,9 @@ def print_reward_curve(stages_file: Path) -> None:
     for s in steps:
         extra = f"  R_sim {s[sim_key]:.3f}" if sim_key else ""
         print(f"  step {s['step']:>3}: reward {s['reward_mean']:.3f}{extra}")
-    if len(steps) >= 6:
-        first = sum(s["reward_mean"] for s in steps[:3]) / 3
-        last = sum(s["reward_mean"] for s in steps[-3:]) / 3
-        print(f"  mean of the first 3 steps {first:.3f}, of the last 3 {last:.3f} ({last - first:+.3f})")
+    trend = curve_trend(steps)
+    if trend:
+        print("  " + format_trend(trend))
     for v in grpo.get("validation") or []:
         if v.get("score_mean") is not None:
             print(f"  validation at step {v['step']}: mean reward {v['score_mean']:.3f} on {v['rows']} dev prompts "

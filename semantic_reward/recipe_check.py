@@ -193,6 +193,11 @@ def check_batch_fits_data(cfg: DictConfig, kind: str) -> list[str]:
                         f"incomplete batch, {what}. Make the split larger (data_tools --dev) or lower "
                         f"data.train_batch_size (the profile's sft.train_batch_size) to at most {rows // dp * dp}")
     else:
+        cap = int(cfg.data.get("train_max_samples") or -1)
+        if 0 < cap < batch:
+            problems.append(f"data.train_max_samples {cap} (the profile's grpo.train_max_samples) is below "
+                            f"data.train_batch_size {batch}: verl drops the incomplete batch, so there is no "
+                            f"training step. Use -1 (every prompt) or at least {batch}")
         for f in _files(cfg.data.train_files):
             rows = _rows(f)
             if rows is not None and rows < batch:

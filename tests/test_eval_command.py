@@ -202,6 +202,10 @@ def test_reward_curve_png(eval_inputs, tmp_path):
     assert main(["run", str(_config(eval_inputs, out, None, reward_curve=str(curve))), "--quiet"]) == 0
     assert (out / "reward_curve.png").stat().st_size > 10_000
     assert "reward_curve.png" in (out / "report.md").read_text()
+    trend = json.loads((out / "report.json").read_text())["reward_trend"]  # steps 1, 2, 3: 0.1 per step
+    assert trend["slope_per_step"] == pytest.approx(0.1) and trend["steps"] == 3
+    assert trend["first_mean"] == pytest.approx(0.1) and trend["last_mean"] == pytest.approx(0.3)
+    assert "GRPO training reward: reward_mean slope +0.1000" in (out / "report.md").read_text()
     curve.write_text(json.dumps([{"step": 1, "reward_mean": "nan"}]))
     assert main(["run", str(_config(eval_inputs, tmp_path / "r2", None, reward_curve=str(curve))), "--quiet"]) == 2
 

@@ -16,8 +16,9 @@ import weakref
 
 import pytest
 
-from semantic_reward.verl_adapter import batch_terms, import_patches, metrics
-from semantic_reward.verl_adapter.import_patches import patch_on_import
+from semantic_reward import import_patches
+from semantic_reward.verl_adapter import batch_terms, metrics
+from semantic_reward.import_patches import patch_on_import
 
 
 @pytest.fixture

@@ -116,8 +116,8 @@ def test_misspelt_reward_setting_fails(tmp_path):
 
 
 def test_command_line_overrides_are_checked_like_the_recipe():
-    with pytest.raises(RecipeError, match="train_batch_size 8 x actor_rollout_ref.rollout.n 4 = 32 rollouts"):
-        # 8 prompts x 4 rollouts cannot be spread over 3 GPUs
+    with pytest.raises(RecipeError, match="train_batch_size 8 x actor_rollout_ref.rollout.n 8 = 64 rollouts"):
+        # 8 prompts x 8 rollouts cannot be spread over 3 GPUs
         check_recipe("grpo_semantic_zh_bo", "cpu-tiny", ["profile.n_gpus_per_node=3"])
 
 

@@ -64,7 +64,11 @@ print(json.dumps({
     "hf_module_loaded": "semantic_reward.verl_cpu.hf_rollout" in sys.modules,
     "verl_cpu_loaded": any(m.startswith("semantic_reward.verl_cpu") for m in sys.modules),
     "semantic_manager": "semantic" in REWARD_MANAGER,
+    "replay_buffer_loaded": "verl.trainer.ppo.v1.replay_buffer" in sys.modules,
 }))
+from verl.trainer.ppo.v1.replay_buffer import ReplayBuffer
+print(json.dumps({"poll": ReplayBuffer("sync", {}, None, "drop", {}).poll_interval,
+                  "explicit_poll": ReplayBuffer("sync", {}, None, "drop", {}, 3.0).poll_interval}))
 """
 
 
@@ -72,7 +76,8 @@ def _probe(**env) -> dict:
     proc = subprocess.run([sys.executable, "-c", _PROBE], env={**_env(None), **env}, capture_output=True, text=True,
                           timeout=300)
     assert proc.returncode == 0, proc.stderr[-2000:]
-    return json.loads(proc.stdout.strip().splitlines()[-1])
+    lines = [line for line in proc.stdout.strip().splitlines() if line.startswith("{")]
+    return {**json.loads(lines[-2]), **json.loads(lines[-1])}
 
 
 def test_both_plugins_are_declared_and_installed_as_separate_entry_points():
@@ -93,9 +98,12 @@ def test_cpu_plugin_registers_names_but_patches_nothing_unless_selected():
     assert off["hf_rollout"] == "semantic_reward.verl_cpu.hf_rollout.HFServerAdapter"
     assert not off["patched"] and not off["cpu_engines"]  # torch and verl untouched without VERL_PLATFORM=cpu
     assert not off["hf_module_loaded"]  # the rollout is imported only when a config names it
+    assert off["poll"] == 2.0  # verl's replay-buffer poll untouched
 
     on = _probe(VERL_PLATFORM="cpu")
     assert on["patched"] and on["cpu_engines"] and on["cpu_platform"] and on["semantic_manager"]
+    # the V1 replay buffer is patched when imported (not imported by the plugin itself), an explicit value wins
+    assert not on["replay_buffer_loaded"] and on["poll"] == 0.1 and on["explicit_poll"] == 3.0
 
 
 def test_reward_plugin_loads_without_the_cpu_plugin():

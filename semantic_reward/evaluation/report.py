@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 
 from .inputs import InputError
+from .trend import curve_trend, format_trend
 
 __all__ = ["write_report", "read_reward_curve", "METRIC_LABELS"]
 
@@ -86,6 +87,9 @@ def _markdown(report: Mapping[str, Any], pngs: Sequence[tuple[str, str]]) -> str
                              f"{r['p_value_bootstrap']:.4f} | {r['p_value_ar']:.4f} |")
     for name, gaps in (report.get("missing") or {}).items():
         lines.append(f"\n- {name} lacks " + "; ".join(gaps))
+    trend = report.get("reward_trend")
+    if trend:
+        lines += ["", f"GRPO training reward: {format_trend(trend)} (a least-squares line, dashed in the plot)."]
     lines += [""] + [f"![{title}]({file})" for file, title in pngs]
     return "\n".join(lines) + "\n"
 
@@ -185,6 +189,12 @@ def _reward_curve(curve: Sequence[Mapping[str, float]], path: Path) -> None:
     fig, axes = plt.subplots(1, 3, figsize=(15, 4.2))
     axes[0].plot(steps, [r["reward_mean"] for r in curve], marker="o", color="k")
     axes[0].set_title("GRPO reward (batch mean)")
+    trend = curve_trend(curve)
+    if trend:
+        ends = [min(steps), max(steps)]
+        axes[0].plot(ends, [trend["intercept"] + trend["slope_per_step"] * x for x in ends], "--", color="C3",
+                     label=f"fit: {trend['slope_per_step']:+.4f}/step, p(rise) {trend['p_rise']:.2g}")
+        axes[0].legend(fontsize=7)
     for ax, group, title in ((axes[1], terms, "reward terms (batch means)"),
                              (axes[2], lengths, "output lengths (text units, batch means)")):
         for i, comp in enumerate(group):

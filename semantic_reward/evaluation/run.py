@@ -70,6 +70,7 @@ def run_evaluation(cfg: EvalRunConfig, progress: bool = True) -> dict[str, Any]:
     from .inputs import read_cmrc, read_generations, read_test_rows
     from .metrics import paired_significance
     from .report import read_reward_curve, write_report
+    from .trend import curve_trend
 
     start = time.perf_counter()
     rows = read_test_rows(cfg.test_file, cfg.target_language, cfg.max_examples)
@@ -174,6 +175,8 @@ def run_evaluation(cfg: EvalRunConfig, progress: bool = True) -> dict[str, Any]:
                 "signatures": signatures,
                 "significance": significance,
                 "missing": missing,
+                # the GRPO training curve's least-squares slope, p of a rise, first vs last steps
+                "reward_trend": curve_trend(curve) if curve else None,
                 "seconds": round(time.perf_counter() - start, 1),
             }
             write_report(report, staging, drift=drift_arrays, reward_curve=curve)

@@ -29,7 +29,7 @@ from typing import Any
 
 from ..config import SemanticRewardConfig
 from ..reward_math import REWARD_KEYS, apply_batch_median_length_penalty, batch_median_length
-from .import_patches import patch_on_import
+from ..import_patches import patch_on_import
 from .metrics import _as_list
 
 __all__ = ["V1_MODULE", "install", "patch_v1_trainer", "rescore_step", "step_settings"]

@@ -36,7 +36,7 @@ import os
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
-from .import_patches import patch_on_import
+from ..import_patches import patch_on_import
 
 __all__ = [
     "METRIC_PREFIX",

@@ -13,22 +13,29 @@ refused, with a clear error, on any other version.
   verl builds ("cpu:gloo,cpu:gloo", which torch rejects) becomes "gloo"; the
   training-engine registry, which lists engines for cuda/npu only, gets the cuda
   entries for cpu too; FSDP2's CPU offload of forward-only models stays unpinned
-  (pinning needs an accelerator).
+  (pinning needs an accelerator); the V1 trainer's replay buffer polls for finished
+  rollouts every ``CPU_POLL_SECONDS`` instead of 2 s (verl's constructor default, which no
+  config key reaches): a GPU step takes a minute, a tiny CPU step a few seconds, of which
+  the 2-s sleeps were half (``timing_s/gen`` sat at exactly 4.0 s at every cpu-tiny step).
 """
 
 from __future__ import annotations
 
+import inspect
 import logging
 import os
+from types import ModuleType
 
 __all__ = ["VERL_VERSION", "VerlVersionError", "cpu_selected", "check_verl_version", "register_names",
-           "apply_cpu_patches", "HF_ROLLOUT_ADAPTER"]
+           "apply_cpu_patches", "short_replay_buffer_poll", "HF_ROLLOUT_ADAPTER", "CPU_POLL_SECONDS"]
 
 logger = logging.getLogger(__name__)
 
 VERL_VERSION = "0.9.1"
 HF_ROLLOUT_ADAPTER = "semantic_reward.verl_cpu.hf_rollout.HFServerAdapter"
 _MARK = "_semantic_reward_cpu"
+REPLAY_BUFFER_MODULE = "verl.trainer.ppo.v1.replay_buffer"
+CPU_POLL_SECONDS = 0.1
 
 
 class VerlVersionError(RuntimeError):
@@ -115,10 +122,34 @@ def _patch_unpinned_offload() -> None:
     fsdp_impl.CPUOffloadPolicy = unpinned_offload_policy
 
 
+def short_replay_buffer_poll(module: ModuleType) -> None:
+    """Make ``poll_interval`` default to CPU_POLL_SECONDS in verl's V1 ReplayBuffer (an explicit value wins)."""
+    buffer = getattr(module, "ReplayBuffer", None)
+    init = getattr(buffer, "__init__", None)
+    if init is None or "poll_interval" not in inspect.signature(init).parameters:
+        raise VerlVersionError(f"{REPLAY_BUFFER_MODULE}.ReplayBuffer no longer takes poll_interval")
+    if getattr(init, _MARK, False):
+        return
+
+    signature = inspect.signature(init)
+
+    def __init__(self, *args, **kwargs):
+        if "poll_interval" not in signature.bind_partial(self, *args, **kwargs).arguments:
+            kwargs["poll_interval"] = CPU_POLL_SECONDS
+        init(self, *args, **kwargs)
+
+    setattr(__init__, _MARK, True)
+    buffer.__init__ = __init__
+
+
 def apply_cpu_patches() -> None:
-    """The three CPU gaps (see the module docstring); call only when the CPU platform is selected."""
+    """The CPU gaps (see the module docstring); call only when the CPU platform is selected."""
+    from ..import_patches import patch_on_import
+
     check_verl_version()
     _patch_process_group_backend()
     _patch_engine_registry()
     _patch_unpinned_offload()
+    # the replay buffer is imported by the V1 trainer's process only: patched when (if) it is imported
+    patch_on_import(REPLAY_BUFFER_MODULE, short_replay_buffer_poll, key="cpu_replay_buffer_poll")
     logger.debug("semantic_reward.verl_cpu: CPU patches applied to torch.distributed and verl %s", VERL_VERSION)
