@@ -167,3 +167,11 @@ def test_the_paper_profile_puts_the_encoder_on_the_driver_cpus_in_bf16_with_its_
     cfg = check_recipe("grpo_semantic_zh_bo", "paper", ["profile.encoder.num_gpus=1", "profile.encoder.device=cuda",
                                                          "profile.n_gpus_per_node=8"])
     assert (cfg.reward.reward_kwargs.encoder.device, cfg.reward.reward_kwargs.service.num_gpus) == ("cuda", 1)
+
+
+def test_a_prompt_cap_below_the_batch_fails_at_the_check():
+    with pytest.raises(RecipeError, match=r"data.train_max_samples 4 \(the profile's grpo.train_max_samples\) is below "
+                                          r"data.train_batch_size 8"):
+        check_recipe("grpo_semantic_zh_bo", "cpu-tiny", ["profile.grpo.train_max_samples=4"])
+    for ok in ("-1", "8", "16"):
+        assert check_recipe("grpo_semantic_zh_bo", "cpu-tiny", [f"profile.grpo.train_max_samples={ok}"])
