@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from .inputs import InputError
-from .trend import curve_trend, format_trend
+from .trend import format_trend
 
 __all__ = ["write_report", "read_reward_curve", "METRIC_LABELS"]
 
@@ -177,7 +177,7 @@ def _component_name(key: str) -> str:
     return key.removeprefix("semantic_reward/").removesuffix("/mean")
 
 
-def _reward_curve(curve: Sequence[Mapping[str, float]], path: Path) -> None:
+def _reward_curve(curve: Sequence[Mapping[str, float]], path: Path, trend: Mapping[str, float] | None) -> None:
     """Reward per step; its terms; the lengths. Series that stay at zero are named, not drawn."""
     import matplotlib.pyplot as plt
 
@@ -189,8 +189,7 @@ def _reward_curve(curve: Sequence[Mapping[str, float]], path: Path) -> None:
     fig, axes = plt.subplots(1, 3, figsize=(15, 4.2))
     axes[0].plot(steps, [r["reward_mean"] for r in curve], marker="o", color="k")
     axes[0].set_title("GRPO reward (batch mean)")
-    trend = curve_trend(curve)
-    if trend:
+    if trend:  # the report's fit (run_evaluation's reward_trend), drawn, not refitted
         ends = [min(steps), max(steps)]
         axes[0].plot(ends, [trend["intercept"] + trend["slope_per_step"] * x for x in ends], "--", color="C3",
                      label=f"fit: {trend['slope_per_step']:+.4f}/step, p(rise) {trend['p_rise']:.2g}")
@@ -230,7 +229,7 @@ def write_report(report: Mapping[str, Any], out_dir: str | Path, drift: Mapping[
         _drift_hist(drift, out / "drift_distributions.png")
         pngs.append(("drift_distributions.png", "drift"))
     if reward_curve:
-        _reward_curve(reward_curve, out / "reward_curve.png")
+        _reward_curve(reward_curve, out / "reward_curve.png", report.get("reward_trend"))
         pngs.append(("reward_curve.png", "reward curve"))
     (out / "report.md").write_text(_markdown(report, pngs), encoding="utf-8")
     (out / "report.json").write_text(json.dumps(report, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")

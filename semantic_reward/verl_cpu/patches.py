@@ -15,8 +15,8 @@ refused, with a clear error, on any other version.
   entries for cpu too; FSDP2's CPU offload of forward-only models stays unpinned
   (pinning needs an accelerator); the V1 trainer's replay buffer polls for finished
   rollouts every ``CPU_POLL_SECONDS`` instead of 2 s (verl's constructor default, which no
-  config key reaches): a GPU step takes a minute, a tiny CPU step a few seconds, of which
-  the 2-s sleeps were half (``timing_s/gen`` sat at exactly 4.0 s at every cpu-tiny step).
+  config key reaches): a GPU step takes a minute, a tiny CPU step a few seconds, and the 2-s
+  sleeps rounded each cpu-tiny generation (~3.5 s) up to exactly 4.0 s (``timing_s/gen``).
 """
 
 from __future__ import annotations
@@ -126,12 +126,11 @@ def short_replay_buffer_poll(module: ModuleType) -> None:
     """Make ``poll_interval`` default to CPU_POLL_SECONDS in verl's V1 ReplayBuffer (an explicit value wins)."""
     buffer = getattr(module, "ReplayBuffer", None)
     init = getattr(buffer, "__init__", None)
-    if init is None or "poll_interval" not in inspect.signature(init).parameters:
+    signature = inspect.signature(init) if init is not None else None
+    if signature is None or "poll_interval" not in signature.parameters:
         raise VerlVersionError(f"{REPLAY_BUFFER_MODULE}.ReplayBuffer no longer takes poll_interval")
     if getattr(init, _MARK, False):
         return
-
-    signature = inspect.signature(init)
 
     def __init__(self, *args, **kwargs):
         if "poll_interval" not in signature.bind_partial(self, *args, **kwargs).arguments:
