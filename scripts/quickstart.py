@@ -55,9 +55,9 @@ def print_table(report: Path) -> None:
         print(f"| {name} | " + " | ".join(cells) + " |")
 
 
-def print_reward_curve(stages_file: Path) -> None:
-    """GRPO's per-step reward and semantic term, and whether the curve rose (a fitted line's slope)."""
-    from semantic_reward.evaluation.trend import curve_trend, format_trend
+def print_reward_curve(stages_file: Path, report: Path) -> None:
+    """GRPO's per-step reward and semantic term, and whether the curve rose (the report's fitted line)."""
+    from semantic_reward.evaluation.trend import format_trend
 
     records = {r["name"]: r for r in json.loads(stages_file.read_text(encoding="utf-8"))}
     grpo = records.get("grpo", {})
@@ -70,7 +70,7 @@ def print_reward_curve(stages_file: Path) -> None:
     for s in steps:
         extra = f"  R_sim {s[sim_key]:.3f}" if sim_key else ""
         print(f"  step {s['step']:>3}: reward {s['reward_mean']:.3f}{extra}")
-    trend = curve_trend(steps)
+    trend = json.loads(report.read_text(encoding="utf-8")).get("reward_trend") if report.is_file() else None
     if trend:
         print("  " + format_trend(trend))
     for v in grpo.get("validation") or []:
@@ -114,7 +114,7 @@ def main(argv=None) -> int:
     if report.is_file():
         print_table(report)
     if (out / "stages.json").is_file():
-        print_reward_curve(out / "stages.json")
+        print_reward_curve(out / "stages.json", report)
     print(f"\nwrote {out / 'stages.json'} and {report} in {time.perf_counter() - start:.0f} s")
     return 0
 

@@ -142,9 +142,9 @@ def test_concurrent_requests_are_batched_and_match_one_at_a_time(tiny_model):
     batches: list[int] = []
     single = server._generate_batch
 
-    def counting(prompts, params):
+    def counting(prompts, params, seeds=None):
         batches.append(len(prompts))
-        return single(prompts, params)
+        return single(prompts, params, seeds)
 
     server._generate_batch = counting
     prompts = [[5, 17, 42, 99, 7], [3, 120, 8], [11, 12, 13, 14, 15, 16, 17], [9]]
@@ -168,3 +168,60 @@ def test_concurrent_requests_are_batched_and_match_one_at_a_time(tiny_model):
 
     limited = asyncio.run(server.generate(prompts[0], {"temperature": 1.0, "max_tokens": 2}))
     assert 1 <= len(limited.token_ids) <= 2 and len(limited.log_probs) == len(limited.token_ids)
+
+
+def _sample(server: HFRolloutServer, prompts: list[list[int]], temperature: float = 1.0) -> list:
+    return server._generate_batch(prompts, {"temperature": temperature, "top_p": 1.0, "max_tokens": 8})
+
+
+def _tokens(outputs) -> list[list[int]]:
+    return [o.token_ids for o in outputs]
+
+
+def test_sampling_is_seeded_by_rollout_seed_step_and_request(tiny_model):
+    """Same seed and step: the same rollouts; another seed or step: others; copies of a prompt differ."""
+    prompts = [[5, 17, 42, 99], [7, 3, 120, 8]] * 4
+
+    def server(seed: int) -> HFRolloutServer:
+        return HFRolloutServer(tiny_model, prompt_length=32, response_length=8, seed=seed)
+
+    first = _tokens(_sample(server(3), prompts))
+    assert _tokens(_sample(server(3), prompts)) == first
+    assert len({tuple(t) for t in first}) > 2  # really sampled: the copies of a prompt differ
+    assert _tokens(_sample(server(4), prompts)) != first
+    later = server(3)
+    asyncio.run(later.set_global_steps(1))
+    assert _tokens(_sample(later, prompts)) != first
+
+
+def test_sampled_log_probs_are_the_processed_distributions(tiny_model):
+    """What the rollout returns per token is log-softmax(logits / temperature) at the drawn token (top-p 1)."""
+    server = HFRolloutServer(tiny_model, prompt_length=32, response_length=8, seed=5)
+    prompt = [5, 17, 42, 99]
+    for out in _sample(server, [prompt] * 3, temperature=0.7):
+        with torch.no_grad():
+            logits = server.model(input_ids=torch.tensor([prompt + out.token_ids])).logits[0].float()
+        expected = torch.log_softmax(logits[len(prompt) - 1:-1] / 0.7, dim=-1)
+        expected = expected[torch.arange(len(out.token_ids)), torch.tensor(out.token_ids)]
+        torch.testing.assert_close(torch.tensor(out.log_probs), expected, atol=1e-4, rtol=1e-4)
+
+
+def test_batching_and_arrival_order_do_not_change_the_rollouts(tiny_model):
+    """verl's agent loop sends a step's requests concurrently, in an order and in rounds that vary."""
+    prompts = [[5, 17, 42, 99], [7, 3, 120, 8], [9, 9, 4]] * 3
+    params = {"temperature": 1.0, "top_p": 1.0, "max_tokens": 8}
+
+    def serve(order: list[int], max_batch: int) -> dict[tuple, list[tuple]]:
+        server = HFRolloutServer(tiny_model, prompt_length=32, response_length=8, seed=3, max_batch=max_batch)
+
+        async def all_requests():
+            return await asyncio.gather(*(server.generate(prompts[i], params) for i in order))
+
+        by_prompt: dict[tuple, list[tuple]] = {}
+        for i, out in zip(order, asyncio.run(all_requests())):
+            by_prompt.setdefault(tuple(prompts[i]), []).append(tuple(out.token_ids))
+        return {k: sorted(v) for k, v in by_prompt.items()}
+
+    forward = serve(list(range(len(prompts))), max_batch=64)
+    assert serve(list(reversed(range(len(prompts)))), max_batch=64) == forward
+    assert serve([4, 0, 8, 2, 6, 1, 7, 3, 5], max_batch=2) == forward

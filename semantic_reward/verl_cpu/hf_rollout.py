@@ -16,9 +16,11 @@ model with that PEFT config and loads the adapter, as vLLM's ``add_lora`` does. 
 leaves any received tensor or any model weight unmatched raises: a rollout that
 silently keeps its old weights makes GRPO's importance ratios meaningless.
 
-Settings come from the rollout config: ``rollout.dtype`` (use ``float32`` on a CPU)
-and ``rollout.engine_kwargs.hf`` (``num_threads``: torch threads and Ray CPUs of the
-server).
+Settings come from the rollout config: ``rollout.dtype`` (use ``float32`` on a CPU),
+``rollout.seed`` (verl's; as vLLM's engine seed is ``seed + replica rank``, each request samples
+from its own generator, seeded with that, the step, its prompt and its copy number, so a rerun
+of a config samples the same rollouts however the requests were batched: ``seeded_sampling``) and ``rollout.engine_kwargs.hf``
+(``num_threads``: torch threads and Ray CPUs of the server).
 """
 
 from __future__ import annotations
@@ -31,12 +33,14 @@ from typing import Any
 
 import ray
 import torch
+from transformers import LogitsProcessorList
 from verl.workers.rollout.base import BaseRollout
 from verl.workers.rollout.replica import RolloutReplica, TokenOutput
 
 from semantic_reward.config import ConfigError, build_dataclass
 
 from .patches import cpu_selected
+from .seeded_sampling import RowSampler, request_seed
 
 __all__ = ["HFEngineSettings", "HFRolloutServer", "HFReplica", "HFServerAdapter", "WeightUpdateError",
            "load_full_weights", "load_lora_adapter", "server_name"]
@@ -142,7 +146,7 @@ class HFRolloutServer:
     """Generation server (a Ray actor): one transformers model; concurrent requests are generated in batches."""
 
     def __init__(self, model_path: str, prompt_length: int, response_length: int, dtype: str = "float32",
-                 num_threads: int = 0, max_batch: int = 64, gather_seconds: float = 0.02):
+                 num_threads: int = 0, max_batch: int = 64, gather_seconds: float = 0.02, seed: int = 42):
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
         if num_threads:
@@ -152,14 +156,26 @@ class HFRolloutServer:
         self.prompt_length = prompt_length
         self.response_length = response_length
         self.global_steps = 0
+        self.seed = int(seed)
+        self._copies: dict[tuple[int, ...], int] = {}
+        self._copies_step = 0
         self.updates: list[dict[str, Any]] = []  # what each weight update loaded, for checks and logs
         self._lock = asyncio.Lock()
         self.max_batch, self.gather_seconds = max_batch, gather_seconds
-        self._pending: list[tuple[list[int], dict[str, Any], asyncio.Future]] = []
+        self._pending: list[tuple[list[int], dict[str, Any], int, asyncio.Future]] = []  # prompt, params, seed, reply
         self._server_task: asyncio.Future | None = None
         eos = self.model.generation_config.eos_token_id
         self.eos_ids = set(eos if isinstance(eos, list) else [eos]) | {self.tokenizer.eos_token_id}
         self.eos_ids.discard(None)
+
+    def _next_seed(self, prompt_ids: list[int]) -> int:
+        """The next request's seed: the k-th request for a prompt in a step is its k-th copy (GRPO's n)."""
+        if self._copies_step != self.global_steps:
+            self._copies, self._copies_step = {}, self.global_steps
+        key = tuple(prompt_ids)
+        copy = self._copies.get(key, 0)
+        self._copies[key] = copy + 1
+        return request_seed(self.seed, self.global_steps, prompt_ids, copy)
 
     @staticmethod
     def _sampling_key(params: dict[str, Any]) -> tuple:
@@ -173,12 +189,14 @@ class HFRolloutServer:
             max_tokens = min(self.response_length, self.prompt_length + self.response_length - len(prompt_ids))
         return max(1, int(max_tokens))
 
-    def _generate_batch(self, prompts: list[list[int]], params: dict[str, Any]) -> list[TokenOutput]:
+    def _generate_batch(self, prompts: list[list[int]], params: dict[str, Any],
+                        seeds: list[int] | None = None) -> list[TokenOutput]:
         """Generate for prompts that share sampling settings in one left-padded ``generate`` call.
 
         Served one by one, a CPU spends most of each request in per-call overhead (measured on the
         quickstart's 2-layer policy: 32 requests of 32 tokens took ~12 s one at a time inside Ray).
-        Each row is cut at its own first stop token and its own ``max_tokens``.
+        Each row is cut at its own first stop token and its own ``max_tokens``; it samples from its own
+        generator (``seeds``, one per prompt; by default the next copy of each prompt at this step).
         """
         temperature, top_p, top_k, stop = self._sampling_key(params)
         limits = [self._max_tokens(p, params) for p in prompts]
@@ -190,12 +208,14 @@ class HFRolloutServer:
         for row, prompt in enumerate(prompts):  # left padding: every row's next token is at the same column
             ids[row, width - len(prompt):] = torch.tensor(prompt, dtype=torch.long)
             mask[row, width - len(prompt):] = 1
-        sample = temperature > 0
-        with torch.inference_mode():
+        sampler = None
+        if temperature > 0:
+            seeds = seeds if seeds is not None else [self._next_seed(p) for p in prompts]
+            sampler = RowSampler(seeds, temperature, top_p, top_k)
+        with torch.inference_mode():  # greedy: at temperature > 0 over the sampler's one-hot choices
             out = self.model.generate(
-                input_ids=ids, attention_mask=mask,
-                do_sample=sample, temperature=temperature if sample else None, top_p=top_p if sample else None,
-                top_k=top_k if sample and top_k > 0 else None, max_new_tokens=max(limits),
+                input_ids=ids, attention_mask=mask, do_sample=False, temperature=None, top_p=None, top_k=None,
+                logits_processor=LogitsProcessorList([sampler]) if sampler else None, max_new_tokens=max(limits),
                 eos_token_id=sorted(stop_ids), pad_token_id=pad_id,
                 output_scores=True, return_dict_in_generate=True,
             )
@@ -206,8 +226,11 @@ class HFRolloutServer:
                 tokens.append(tok)
                 if tok in stop_ids:
                     break
-            log_probs = [float(torch.log_softmax(out.scores[t][row].float(), dim=-1)[tok]) for t, tok in enumerate(tokens)]
-            log_probs = [lp if lp > -1e9 else -1e9 for lp in log_probs]  # -inf (masked by top-p) is not a number verl can use
+            if sampler is not None:
+                log_probs = sampler.log_probs[row][:len(tokens)]
+            else:
+                log_probs = [float(torch.log_softmax(out.scores[t][row].float(), dim=-1)[tok])
+                             for t, tok in enumerate(tokens)]
             results.append(TokenOutput(token_ids=tokens, log_probs=log_probs, stop_reason="completed",
                                        extra_fields={"global_steps": self.global_steps}))
         return results
@@ -221,7 +244,7 @@ class HFRolloutServer:
             async with self._lock:
                 await asyncio.sleep(self.gather_seconds)  # let the other requests of this round arrive
                 pending, self._pending = self._pending, []
-                groups: dict[tuple, list[tuple[list[int], dict[str, Any], asyncio.Future]]] = {}
+                groups: dict[tuple, list[tuple[list[int], dict[str, Any], int, asyncio.Future]]] = {}
                 for item in pending:
                     groups.setdefault(self._sampling_key(item[1]), []).append(item)
                 for items in groups.values():
@@ -229,20 +252,22 @@ class HFRolloutServer:
                         chunk = items[start:start + self.max_batch]
                         try:
                             outputs = await asyncio.get_running_loop().run_in_executor(
-                                None, self._generate_batch, [p for p, _, _ in chunk], chunk[0][1])
+                                None, self._generate_batch, [p for p, _, _, _ in chunk], chunk[0][1],
+                                [s for _, _, s, _ in chunk])
                         except Exception as exc:  # every waiting request learns why
-                            for _, _, fut in chunk:
+                            for _, _, _, fut in chunk:
                                 if not fut.done():
                                     fut.set_exception(exc)
                             continue
-                        for (_, _, fut), output in zip(chunk, outputs):
+                        for (_, _, _, fut), output in zip(chunk, outputs):
                             if not fut.done():
                                 fut.set_result(output)
 
     async def generate(self, prompt_ids, sampling_params, request_id=None, image_data=None, video_data=None,
                        audio_data=None, mm_processor_kwargs=None, **kwargs) -> TokenOutput:
         future = asyncio.get_running_loop().create_future()
-        self._pending.append((list(prompt_ids), dict(sampling_params or {}), future))
+        # seeded on arrival: which copy of a prompt a request is does not depend on how requests get batched
+        self._pending.append((list(prompt_ids), dict(sampling_params or {}), self._next_seed(list(prompt_ids)), future))
         if self._server_task is None or self._server_task.done():
             self._server_task = asyncio.ensure_future(self._serve_pending())
         return await future
@@ -311,7 +336,7 @@ class HFReplica(RolloutReplica):
         server = ray.remote(HFRolloutServer).options(
             name=name, num_cpus=engine.num_threads, max_concurrency=256, get_if_exists=True
         ).remote(str(model_path), self.config.prompt_length, self.config.response_length, str(self.config.dtype),
-                 engine.num_threads)
+                 engine.num_threads, seed=int(_get(self.config, "seed", 42)) + self.replica_rank)
         self.servers = [server]
         self._server_handle = server
         self._server_address = name
