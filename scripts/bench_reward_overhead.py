@@ -175,7 +175,7 @@ def _run_stage(name: str, args: argparse.Namespace, out: Path, policy: Path, enc
         spec = dict(exp.stages["grpo"], model_in=str(policy), encoder=str(encoder),
                     train_files=str(data / "rl" / "rl.parquet"), val_files=str(data / "rl" / "dev.parquet"),
                     overrides=[*(exp.stages["grpo"].get("overrides") or []), f"trainer.total_training_steps={args.steps}",
-                               "trainer.test_freq=-1", *args.overrides, *extra])
+                               "profile.grpo.lr_warmup_steps=0", "trainer.test_freq=-1", *args.overrides, *extra])
         kind = "grpo"
     stage_dir = out / name
     if stage_dir.exists():

@@ -198,6 +198,12 @@ def check_batch_fits_data(cfg: DictConfig, kind: str) -> list[str]:
             problems.append(f"data.train_max_samples {cap} (the profile's grpo.train_max_samples) is below "
                             f"data.train_batch_size {batch}: verl drops the incomplete batch, so there is no "
                             f"training step. Use -1 (every prompt) or at least {batch}")
+        optim = cfg.actor_rollout_ref.actor.optim
+        warmup, steps = int(optim.get("lr_warmup_steps") or 0), cfg.trainer.get("total_training_steps")
+        if steps is not None and warmup >= int(steps) > 0:
+            problems.append(f"actor_rollout_ref.actor.optim.lr_warmup_steps {warmup} (the profile's "
+                            f"grpo.lr_warmup_steps) is not below trainer.total_training_steps {steps}: the "
+                            f"learning rate would never reach optim.lr {optim.lr}")
         for f in _files(cfg.data.train_files):
             rows = _rows(f)
             if rows is not None and rows < batch:

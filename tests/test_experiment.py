@@ -287,7 +287,8 @@ def test_the_mt_experiment_at_its_smallest_through_verl(tmp_path, news_pairs):
     Heavy: run it alone (flock /tmp/heavy.lock pytest tests/test_experiment.py -m ray).
     """
     out = tmp_path / "qs"
-    sets = ["profile.grpo.total_training_steps=2", "profile.sft.total_training_steps=2", "profile.encoder.epochs=2",
+    sets = ["profile.grpo.total_training_steps=2", "profile.grpo.lr_warmup_steps=0", "profile.sft.total_training_steps=2",
+            "profile.encoder.epochs=2",
             "profile.eval.max_examples=4", "profile.eval.cmrc_max_examples=4", "profile.eval.max_new_tokens=8",
             "stages.encoder_audit.allow_unusable=true"]
     env = {**os.environ, "PYTHONPATH": f"{ROOT}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}

@@ -175,3 +175,14 @@ def test_a_prompt_cap_below_the_batch_fails_at_the_check():
         check_recipe("grpo_semantic_zh_bo", "cpu-tiny", ["profile.grpo.train_max_samples=4"])
     for ok in ("-1", "8", "16"):
         assert check_recipe("grpo_semantic_zh_bo", "cpu-tiny", [f"profile.grpo.train_max_samples={ok}"])
+
+
+def test_a_warmup_as_long_as_the_run_fails_at_the_check():
+    tiny, paper = check_recipe("grpo_semantic_zh_bo", "cpu-tiny"), check_recipe("grpo_semantic_zh_bo", "paper")
+    # the profile's warm-up and KL weight, through the base recipe
+    assert (tiny.actor_rollout_ref.actor.optim.lr_warmup_steps, tiny.actor_rollout_ref.actor.kl_loss_coef) == (10, 0.1)
+    assert (paper.actor_rollout_ref.actor.optim.lr_warmup_steps, paper.actor_rollout_ref.actor.kl_loss_coef) == (0, 0.001)
+    with pytest.raises(RecipeError, match=r"lr_warmup_steps 30 \(the profile's grpo.lr_warmup_steps\) is not below "
+                                          r"trainer.total_training_steps 24"):
+        check_recipe("grpo_semantic_zh_bo", "cpu-tiny", ["profile.grpo.lr_warmup_steps=30",
+                                                         "profile.grpo.total_training_steps=24"])

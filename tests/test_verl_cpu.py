@@ -25,7 +25,9 @@ PROFILE = "profile=cpu-tiny"
 # A tiny policy earns almost no reward, so GRPO's advantages are ~0 and the policy would barely move; an
 # entropy bonus and a large step size move it every step, so a rollout that missed an update would show in
 # its log-probs. With the profile's LoRA (B starts at zero) lr 0.01 gave kl_loss 5.2e-4 after one update.
-MOVE = ["actor_rollout_ref.actor.entropy_coeff=0.01", "actor_rollout_ref.actor.optim.lr=0.03"]
+# No warmup: the profile's would keep the first updates of a 2-3 step run near zero.
+MOVE = ["actor_rollout_ref.actor.entropy_coeff=0.01", "actor_rollout_ref.actor.optim.lr=0.03",
+        "profile.grpo.lr_warmup_steps=0"]
 # The hf rollout returns log-probs of its processed (temperature / top-p) distribution, as vLLM does, and the
 # actor's apply the temperature only; with the recipe's top_p 0.9 the two differ by about 1e-4 before any
 # update (measured, both trainers). top_p 1.0 makes them comparable, so a missed weight sync shows.
