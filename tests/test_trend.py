@@ -42,3 +42,15 @@ def test_unordered_steps_and_too_short_curves():
     assert trend["slope_per_step"] == pytest.approx(1.0) and trend["first_mean"] == 1.0 and trend["last_mean"] == 4.0
     assert curve_trend(_curve([1.0, 2.0])) is None
     assert curve_trend([{"step": 1, "other": 1.0}] * 5) is None
+
+
+def test_systems_at_the_same_point_share_one_label():
+    from semantic_reward.evaluation.report import label_groups
+
+    # the quickstart's CMRC panel: three tuned systems at one point, the base apart
+    points = [("base", 0.0, 0.0), ("cold_start", 0.0, 0.0129), ("grpo", 0.0, 0.0129), ("sft_strong", 0.0, 0.0129)]
+    assert label_groups(points) == [(0.0, 0.0, ["base"]), (0.0, 0.0129, ["cold_start", "grpo", "sft_strong"])]
+    # its drift panel: 2.89 and 2.98 are 3% of the span apart (one label), 2.30 is 20% away (its own)
+    points = [("base", 0.0, 0.0), ("cold_start", 2.89, 0.0129), ("grpo", 2.98, 0.0129), ("sft_strong", 2.30, 0.0129)]
+    assert [names for _, _, names in label_groups(points)] == [["base"], ["cold_start", "grpo"], ["sft_strong"]]
+    assert label_groups([]) == []

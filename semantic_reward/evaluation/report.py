@@ -18,7 +18,7 @@ import numpy as np
 from .inputs import InputError
 from .trend import format_trend
 
-__all__ = ["write_report", "read_reward_curve", "METRIC_LABELS"]
+__all__ = ["write_report", "read_reward_curve", "label_groups", "METRIC_LABELS"]
 
 METRIC_LABELS = {
     "bleu": "BLEU-4", "chrf": "chrF++", "rouge_l": "ROUGE-L", "semantic_similarity": "emb. sim",
@@ -94,6 +94,26 @@ def _markdown(report: Mapping[str, Any], pngs: Sequence[tuple[str, str]]) -> str
     return "\n".join(lines) + "\n"
 
 
+def label_groups(points: list[tuple[str, float, float]], share: float = 0.06) -> list[tuple[float, float, list[str]]]:
+    """Systems whose points lie within ``share`` of both axes' spans share one label (names stacked).
+
+    Tiny runs often give several systems the same scores; one label each would print on top of each other.
+    """
+    if not points:
+        return []
+    xs, ys = [x for _, x, _ in points], [y for _, _, y in points]
+    tol_x, tol_y = share * ((max(xs) - min(xs)) or 1.0), share * ((max(ys) - min(ys)) or 1.0)
+    groups: list[tuple[float, float, list[str]]] = []
+    for name, x, y in points:
+        for gx, gy, names in groups:
+            if abs(x - gx) <= tol_x and abs(y - gy) <= tol_y:
+                names.append(name)
+                break
+        else:
+            groups.append((x, y, [name]))
+    return groups
+
+
 def _quality_vs_tax(report: Mapping[str, Any], path: Path) -> None:
     import matplotlib.pyplot as plt
 
@@ -118,11 +138,12 @@ def _quality_vs_tax(report: Mapping[str, Any], path: Path) -> None:
             points = [(n, x, y) for n, x, y in points if x is not None and y is not None]
             for i, (n, x, y) in enumerate(points):
                 ax.scatter(x, y, s=60, color=f"C{i}")
-                ax.annotate(n, (x, y), textcoords="offset points", xytext=(5, 5))
+            for x, y, names in label_groups(points):
+                ax.annotate("\n".join(names), (x, y), textcoords="offset points", xytext=(5, 5), va="bottom")
             if not points:
                 ax.text(0.5, 0.5, "no base system (base_model) with this measure", ha="center", va="center",
                         transform=ax.transAxes)
-            ax.margins(0.15)  # room for the labels
+            ax.margins(0.15, 0.3)  # room for the labels (stacked where systems coincide)
             ax.set_xlabel(xlabels[kind])
             ax.set_ylabel(METRIC_LABELS[quality])
             ax.grid(alpha=0.3)
