@@ -27,8 +27,8 @@ from omegaconf import DictConfig, ListConfig, OmegaConf, open_dict
 
 __all__ = [
     "RecipeError", "RECIPES_DIR", "DEFAULT_PROFILE", "recipe_path", "recipe_kind", "compose_recipe",
-    "unknown_keys", "check_profiles", "check_batch_fits_data", "check_cluster_shape", "relative_paths",
-    "check_shared_paths",
+    "unknown_keys", "check_profiles", "check_batch_fits_data", "check_warmup", "check_cluster_shape",
+    "relative_paths", "check_shared_paths",
     "check_recipe", "EXTENSIONS",
 ]
 
@@ -198,18 +198,25 @@ def check_batch_fits_data(cfg: DictConfig, kind: str) -> list[str]:
             problems.append(f"data.train_max_samples {cap} (the profile's grpo.train_max_samples) is below "
                             f"data.train_batch_size {batch}: verl drops the incomplete batch, so there is no "
                             f"training step. Use -1 (every prompt) or at least {batch}")
-        optim = cfg.actor_rollout_ref.actor.optim
-        warmup, steps = int(optim.get("lr_warmup_steps") or 0), cfg.trainer.get("total_training_steps")
-        if steps is not None and warmup >= int(steps) > 0:
-            problems.append(f"actor_rollout_ref.actor.optim.lr_warmup_steps {warmup} (the profile's "
-                            f"grpo.lr_warmup_steps) is not below trainer.total_training_steps {steps}: the "
-                            f"learning rate would never reach optim.lr {optim.lr}")
         for f in _files(cfg.data.train_files):
             rows = _rows(f)
             if rows is not None and rows < batch:
                 problems.append(f"data.train_files {f} has {rows} rows, fewer than data.train_batch_size {batch}: "
                                 "verl drops the incomplete batch, so there is no training step")
     return problems
+
+
+def check_warmup(cfg: DictConfig, kind: str) -> list[str]:
+    """A GRPO warm-up as long as the run never reaches the learning rate the recipe asks for."""
+    if kind != "grpo":
+        return []
+    optim = cfg.actor_rollout_ref.actor.optim
+    warmup, steps = int(optim.get("lr_warmup_steps") or 0), cfg.trainer.get("total_training_steps")
+    if steps is not None and warmup >= int(steps) > 0:
+        return [f"actor_rollout_ref.actor.optim.lr_warmup_steps {warmup} (the profile's grpo.lr_warmup_steps) "
+                f"is not below trainer.total_training_steps {steps}: the learning rate would never reach "
+                f"optim.lr {optim.lr}"]
+    return []
 
 
 def check_cluster_shape(cfg: DictConfig, kind: str) -> list[str]:
@@ -418,7 +425,7 @@ def check_recipe(recipe: str | Path, profile: str | None = None, overrides: Sequ
 
             # validates data.raw_corpus; the input paths come from data.train_files at run time
             build_config_from_verl(_files(cfg.data.train_files), cfg.data)
-    problems = check_batch_fits_data(cfg, kind)
+    problems = check_batch_fits_data(cfg, kind) + check_warmup(cfg, kind)
     if problems:
         raise RecipeError(f"{path}: " + "; ".join(problems))
     return cfg
