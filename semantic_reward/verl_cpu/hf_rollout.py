@@ -19,8 +19,8 @@ silently keeps its old weights makes GRPO's importance ratios meaningless.
 Settings come from the rollout config: ``rollout.dtype`` (use ``float32`` on a CPU),
 ``rollout.seed`` (verl's; as vLLM's engine seed is ``seed + replica rank``, each request samples
 from its own generator, seeded with that, the step, its prompt and its copy number, so a rerun
-of a config samples the same rollouts however the requests were batched: ``seeded_sampling``) and ``rollout.engine_kwargs.hf``
-(``num_threads``: torch threads and Ray CPUs of the server).
+of a config samples the same rollouts however the requests were batched: ``seeded_sampling``)
+and ``rollout.engine_kwargs.hf`` (``num_threads``: torch threads and Ray CPUs of the server).
 """
 
 from __future__ import annotations
@@ -217,7 +217,7 @@ class HFRolloutServer:
                 input_ids=ids, attention_mask=mask, do_sample=False, temperature=None, top_p=None, top_k=None,
                 logits_processor=LogitsProcessorList([sampler]) if sampler else None, max_new_tokens=max(limits),
                 eos_token_id=sorted(stop_ids), pad_token_id=pad_id,
-                output_scores=True, return_dict_in_generate=True,
+                output_scores=sampler is None, return_dict_in_generate=True,  # the sampler keeps its log-probs
             )
         results = []
         for row, limit in enumerate(limits):
@@ -266,8 +266,9 @@ class HFRolloutServer:
     async def generate(self, prompt_ids, sampling_params, request_id=None, image_data=None, video_data=None,
                        audio_data=None, mm_processor_kwargs=None, **kwargs) -> TokenOutput:
         future = asyncio.get_running_loop().create_future()
+        prompt_ids = list(prompt_ids)
         # seeded on arrival: which copy of a prompt a request is does not depend on how requests get batched
-        self._pending.append((list(prompt_ids), dict(sampling_params or {}), self._next_seed(list(prompt_ids)), future))
+        self._pending.append((prompt_ids, dict(sampling_params or {}), self._next_seed(prompt_ids), future))
         if self._server_task is None or self._server_task.done():
             self._server_task = asyncio.ensure_future(self._serve_pending())
         return await future
