@@ -168,6 +168,72 @@ def test_grpo_tau_comes_from_the_audit_only_when_the_profile_asks(tmp_path):
     assert "50th percentile of 34" in tau["label"] and "not the paper's tau" in tau["label"]
 
 
+def _token_stats(prompt_max: int, reference_p99: float, reference_max: int) -> dict:
+    def lengths(p99: float, top: int) -> dict:
+        return {"count": 50, "p50": top / 2, "p90": p99 - 1, "p99": p99, "max": top}
+
+    return {"data_source": "toy/zh-bo", "lengths_in_tokens": {
+        "tokenizer": "tiny", "enable_thinking": False, "prompt": lengths(prompt_max - 1, prompt_max),
+        "reference": lengths(reference_p99, reference_max), "sft": lengths(prompt_max + reference_p99, 200)}}
+
+
+def test_a_length_the_data_does_not_fit_stops_the_stage_before_verl_unless_the_profile_warns(tmp_path):
+    """GRPO's max_response_length below the references' P99 (+1 end-of-turn): paper profile -> the stage fails
+    naming the key, the measured P99 and the fix; length_check warn -> it runs and the record keeps the finding."""
+    from types import SimpleNamespace
+
+    from omegaconf import OmegaConf
+
+    from semantic_reward.experiment.stages import StageContext, check_stage_lengths
+
+    stats = tmp_path / "stats.json"
+    stats.write_text(json.dumps(_token_stats(prompt_max=90, reference_p99=137.0, reference_max=145)))
+    cfg = OmegaConf.create({"data": {"max_prompt_length": 128, "max_response_length": 32}})
+
+    def context(mode: str, stats_file: Path = stats) -> StageContext:
+        experiment = SimpleNamespace(profile="p", profile_values={"length_check": mode})
+        return StageContext("grpo", {"kind": "grpo", "stats": str(stats_file)}, tmp_path, experiment, run=None)
+
+    with pytest.raises(StageFailed, match=r"data.max_response_length 32 is below the P99 138 of the reference tokens"
+                                          r".*set it to 192 .*length_check: warn"):
+        check_stage_lengths(context("error"), cfg, "grpo")
+    record = check_stage_lengths(context("warn"), cfg, "grpo")
+    assert record["mode"] == "warn" and record["stats"] == str(stats) and record["warnings"] == []
+    [error] = record["errors"]
+    assert error.startswith("data.max_response_length 32 is below the P99 138")
+    # the longest reference (145 + 1) still does not fit 140: a warning, not an error
+    fits_p99 = OmegaConf.create({"data": {"max_prompt_length": 128, "max_response_length": 140}})
+    record = check_stage_lengths(context("error"), fits_p99, "grpo")
+    assert record["errors"] == [] and len(record["warnings"]) == 1 and "longest 146" in record["warnings"][0]
+    fits = OmegaConf.create({"data": {"max_prompt_length": 128, "max_response_length": 192}})
+    assert check_stage_lengths(context("error"), fits, "grpo")["warnings"] == []
+    # SFT: the whole row (prompt + reference) against data.max_length
+    sft = OmegaConf.create({"data": {"max_length": 200}})
+    with pytest.raises(StageFailed, match=r"data.max_length 200 is below the P99 227 of the sft tokens"):
+        check_stage_lengths(context("error"), sft, "sft")
+    with pytest.raises(StageFailed, match="length_check must be error or warn, not 'off'"):
+        check_stage_lengths(context("off"), fits, "grpo")
+    unmeasured = tmp_path / "unmeasured.json"
+    unmeasured.write_text(json.dumps({"data_source": "toy/zh-bo"}))
+    with pytest.raises(StageFailed, match="no token lengths.*build the data with --tokenizer"):
+        check_stage_lengths(context("error", unmeasured), fits, "grpo")
+
+
+def test_the_experiments_measure_lengths_with_the_policy_tokenizer_and_check_every_training_stage(tmp_path):
+    from omegaconf import OmegaConf
+
+    for name in ("mt_zh_bo", "headline_bo"):
+        exp = load_experiment(ROOT / "recipes" / "experiments" / f"{name}.yaml", "cpu-tiny", tmp_path / name,
+                              sets=["profile.model=/models/policy"])
+        args = exp.stages["data"]["args"]
+        assert args[args.index("--tokenizer") + 1] == "/models/policy"
+        for stage, spec in exp.stages.items():
+            if spec["kind"] in ("sft", "grpo"):
+                assert spec["stats"] == str(tmp_path / name / "data" / "out" / "stats.json"), (name, stage)
+    assert OmegaConf.load(ROOT / "recipes" / "profile" / "paper.yaml").length_check == "error"
+    assert OmegaConf.load(ROOT / "recipes" / "profile" / "cpu-tiny.yaml").length_check == "warn"
+
+
 def test_validation_dumps_are_summarised_in_step_order(tmp_path):
     from semantic_reward.experiment.stages import validation_summary
 

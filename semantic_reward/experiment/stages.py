@@ -16,6 +16,9 @@ from typing import Any
 
 from omegaconf import OmegaConf
 
+from data_tools.errors import DataToolsError
+from data_tools.lengths import check_lengths, load_stats, recipe_lengths
+
 from ..recipe_check import RECIPES_DIR, check_recipe, recipe_kind
 from .handoff import export_checkpoint, latest_checkpoint
 from .metrics import parse_step_line, reward_steps
@@ -127,7 +130,11 @@ def _env(ctx: StageContext) -> dict[str, str]:
     return env
 
 
-def _check(ctx: StageContext, kind: str, overrides: list[str]) -> str:
+def _check(ctx: StageContext, kind: str, overrides: list[str]) -> dict[str, Any]:
+    """Pre-flight: the composed recipe (recipe_check), then its lengths against the data's tokens.
+
+    Returns the record's ``config`` (and ``lengths`` where the stage names a ``stats`` file).
+    """
     if recipe_kind(ctx.spec["recipe"]) != kind:
         raise StageFailed(f"stage {ctx.name} is a {kind} stage but recipe {ctx.spec['recipe']} is not a {kind} recipe")
     try:
@@ -137,7 +144,32 @@ def _check(ctx: StageContext, kind: str, overrides: list[str]) -> str:
     if kind == "grpo" and int(cfg.trainer.save_freq) <= 0:
         raise StageFailed("trainer.save_freq <= 0: verl would save no checkpoint to hand on (set the profile's "
                           "grpo.save_freq > 0; verl always saves the last step then)")
-    return ctx.save_config(cfg)
+    checked: dict[str, Any] = {"config": ctx.save_config(cfg)}
+    if ctx.spec.get("stats"):
+        checked["lengths"] = check_stage_lengths(ctx, cfg, kind)
+    return checked
+
+
+def check_stage_lengths(ctx: StageContext, cfg: Any, kind: str) -> dict[str, Any]:
+    """The recipe's prompt/response/SFT lengths against the data stage's token percentiles (stats.json).
+
+    A length below the data's P99 cuts more than 1% of generations or SFT rows: the stage fails before verl
+    starts, unless the profile's ``length_check`` is ``warn`` (a deliberate cut, e.g. to keep CPU steps short).
+    """
+    mode = str(ctx.experiment.profile_values.get("length_check", "error"))
+    if mode not in ("error", "warn"):
+        raise StageFailed(f"profile {ctx.experiment.profile}: length_check must be error or warn, not {mode!r}")
+    try:
+        # no model name: every stage's model (a merged hand-off) carries the profile model's tokenizer
+        report = check_lengths(load_stats(ctx.spec["stats"]), recipe_lengths(cfg, kind))
+    except DataToolsError as exc:
+        raise StageFailed(f"length check of stage {ctx.name}: {exc}") from exc
+    for line in [*report.warnings, *(report.errors if mode == "warn" else [])]:
+        log.warning("      %s: %s", ctx.name, line)
+    if report.errors and mode == "error":
+        raise StageFailed(f"{'; '.join(report.errors)} ({ctx.spec['stats']}; the profile's length_check: warn "
+                          "runs it anyway)")
+    return {"stats": str(ctx.spec["stats"]), "mode": mode, "errors": report.errors, "warnings": report.warnings}
 
 
 def _handoff(ctx: StageContext) -> str:
@@ -149,7 +181,7 @@ def _handoff(ctx: StageContext) -> str:
 
 def run_sft(ctx: StageContext) -> dict[str, Any]:
     overrides = _verl_overrides(ctx, "model.path")
-    config = _check(ctx, "sft", overrides)
+    checked = _check(ctx, "sft", overrides)
     nproc = ctx.experiment.profile_values["n_gpus_per_node"]
     cmd = [PY, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}",
            "-m", "verl.trainer.sft_trainer", f"--config-path={RECIPES_DIR}", f"--config-name={ctx.spec['recipe']}",
@@ -165,7 +197,7 @@ def run_sft(ctx: StageContext) -> dict[str, Any]:
     bad = [v for v in losses if not v["val_loss"] == v["val_loss"]]
     if bad:
         raise StageFailed(f"verl's SFT validation loss is NaN at {bad}: the dev split gives no full batch")
-    return {"config": config, "model_in": str(ctx.spec["model_in"]), "model_out": _handoff(ctx), "val_loss": losses}
+    return {**checked, "model_in": str(ctx.spec["model_in"]), "model_out": _handoff(ctx), "val_loss": losses}
 
 
 def audit_tau(audit_dir: str | Path) -> dict[str, Any]:
@@ -206,7 +238,7 @@ def run_grpo(ctx: StageContext) -> dict[str, Any]:
     # the spec's own overrides come last so that they win
     own = _as_list(ctx.spec.get("overrides"))
     overrides = [o for o in overrides if o not in own] + own
-    config = _check(ctx, "grpo", overrides)
+    checked = _check(ctx, "grpo", overrides)
     cmd = [PY, "-m", "verl.trainer.main_ppo", f"--config-path={RECIPES_DIR}", f"--config-name={ctx.spec['recipe']}",
            *overrides, f"hydra.run.dir={ctx.stage_dir / 'hydra'}"]
     per_step: dict[int, dict[str, float]] = {}
@@ -223,7 +255,7 @@ def run_grpo(ctx: StageContext) -> dict[str, Any]:
     if not steps:
         raise StageFailed("verl's main_ppo logged no training step (see log.txt)")
     (ctx.stage_dir / "steps.json").write_text(json.dumps(steps, indent=2), encoding="utf-8")
-    record = {"config": config, "model_in": str(ctx.spec["model_in"]), "model_out": _handoff(ctx), "steps": steps}
+    record = {**checked, "model_in": str(ctx.spec["model_in"]), "model_out": _handoff(ctx), "steps": steps}
     if tau is not None:
         record["tau"] = tau
     record["validation"] = validation_summary(validation_dir)

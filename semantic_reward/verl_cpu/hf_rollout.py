@@ -235,9 +235,6 @@ class HFRolloutServer:
                                        extra_fields={"global_steps": self.global_steps}))
         return results
 
-    def _generate(self, prompt_ids: list[int], params: dict[str, Any]) -> TokenOutput:
-        return self._generate_batch([prompt_ids], params)[0]
-
     async def _serve_pending(self) -> None:
         """Drain the request queue in batches (one batch per set of sampling settings)."""
         while self._pending:
