@@ -45,8 +45,8 @@ def prepare(corpus: Path, prep: Path, lm_steps: int) -> tuple[Path, Path]:
     return policy, encoder
 
 
-def print_table(report: Path) -> None:
-    systems = json.loads(report.read_text(encoding="utf-8")).get("systems", {})
+def print_table(report: dict) -> None:
+    systems = report.get("systems", {})
     cols = ["bleu", "chrf", "rouge_l", "semantic_similarity", "language_consistency", "cmrc_em", "cmrc_f1",
             "nll_increase_mean", "nll_increase_p90", "kl_p90"]
     print("\n| system | " + " | ".join(cols) + " |\n|---|" + "---|" * len(cols))
@@ -55,7 +55,7 @@ def print_table(report: Path) -> None:
         print(f"| {name} | " + " | ".join(cells) + " |")
 
 
-def print_reward_curve(stages_file: Path, report: Path) -> None:
+def print_reward_curve(stages_file: Path, report: dict) -> None:
     """GRPO's per-step reward and semantic term, and whether the curve rose (the report's fitted line)."""
     from semantic_reward.evaluation.trend import format_trend
 
@@ -70,7 +70,7 @@ def print_reward_curve(stages_file: Path, report: Path) -> None:
     for s in steps:
         extra = f"  R_sim {s[sim_key]:.3f}" if sim_key else ""
         print(f"  step {s['step']:>3}: reward {s['reward_mean']:.3f}{extra}")
-    trend = json.loads(report.read_text(encoding="utf-8")).get("reward_trend") if report.is_file() else None
+    trend = report.get("reward_trend")
     if trend:
         print("  " + format_trend(trend))
     for v in grpo.get("validation") or []:
@@ -111,10 +111,11 @@ def main(argv=None) -> int:
     if rc != 0:
         return rc
     report = out / "report.json"
-    if report.is_file():
-        print_table(report)
+    loaded = json.loads(report.read_text(encoding="utf-8")) if report.is_file() else {}
+    if loaded:
+        print_table(loaded)
     if (out / "stages.json").is_file():
-        print_reward_curve(out / "stages.json", report)
+        print_reward_curve(out / "stages.json", loaded)
     print(f"\nwrote {out / 'stages.json'} and {report} in {time.perf_counter() - start:.0f} s")
     return 0
 

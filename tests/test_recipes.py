@@ -116,8 +116,8 @@ def test_misspelt_reward_setting_fails(tmp_path):
 
 
 def test_command_line_overrides_are_checked_like_the_recipe():
-    with pytest.raises(RecipeError, match="train_batch_size 8 x actor_rollout_ref.rollout.n 8 = 64 rollouts"):
-        # 8 prompts x 8 rollouts cannot be spread over 3 GPUs
+    with pytest.raises(RecipeError, match="train_batch_size 4 x actor_rollout_ref.rollout.n 16 = 64 rollouts"):
+        # 4 prompts x 16 rollouts cannot be spread over 3 GPUs
         check_recipe("grpo_semantic_zh_bo", "cpu-tiny", ["profile.n_gpus_per_node=3"])
 
 
@@ -170,10 +170,10 @@ def test_the_paper_profile_puts_the_encoder_on_the_driver_cpus_in_bf16_with_its_
 
 
 def test_a_prompt_cap_below_the_batch_fails_at_the_check():
-    with pytest.raises(RecipeError, match=r"data.train_max_samples 4 \(the profile's grpo.train_max_samples\) is below "
-                                          r"data.train_batch_size 8"):
-        check_recipe("grpo_semantic_zh_bo", "cpu-tiny", ["profile.grpo.train_max_samples=4"])
-    for ok in ("-1", "8", "16"):
+    with pytest.raises(RecipeError, match=r"data.train_max_samples 2 \(the profile's grpo.train_max_samples\) is below "
+                                          r"data.train_batch_size 4"):
+        check_recipe("grpo_semantic_zh_bo", "cpu-tiny", ["profile.grpo.train_max_samples=2"])
+    for ok in ("-1", "4", "16"):
         assert check_recipe("grpo_semantic_zh_bo", "cpu-tiny", [f"profile.grpo.train_max_samples={ok}"])
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import shlex
 import shutil
 import sys
@@ -288,7 +289,10 @@ def run_evaluation(ctx: StageContext) -> dict[str, Any]:
         raise StageFailed(f"the evaluation wrote no {report}")
     for item in Path(ctx.outputs["out"]).iterdir():  # the report also lands at the top of the run folder
         if item.name.startswith("report") or item.suffix == ".png":
-            shutil.copy2(item, ctx.experiment.run_dir / item.name)
+            # copied beside, then renamed: a crash never leaves a half-written report there
+            partial = ctx.experiment.run_dir / f".{item.name}.partial"
+            shutil.copy2(item, partial)
+            os.replace(partial, ctx.experiment.run_dir / item.name)
     return {"config": path, "model_in": None, "model_out": None,
             "systems": sorted(json.loads(report.read_text(encoding="utf-8")).get("systems", {}))}
 
