@@ -54,3 +54,17 @@ def test_systems_at_the_same_point_share_one_label():
     points = [("base", 0.0, 0.0), ("cold_start", 2.89, 0.0129), ("grpo", 2.98, 0.0129), ("sft_strong", 2.30, 0.0129)]
     assert [names for _, _, names in label_groups(points)] == [["base"], ["cold_start", "grpo"], ["sft_strong"]]
     assert label_groups([]) == []
+
+
+def test_a_label_that_would_run_into_the_next_point_goes_to_the_left():
+    from semantic_reward.evaluation.report import label_groups, label_sides
+
+    # the quickstart's drift panel: sft_strong's label at 2.37 ran into grpo's point at 3.04 (19% of the span)
+    points = [("base", 0.0, 0.0), ("sft_strong", 2.37, 0.0129), ("cold_start", 3.08, 0.0129), ("grpo", 3.04, 0.0129)]
+    groups = label_groups(points)
+    assert [names for _, _, names in groups] == [["base"], ["sft_strong"], ["cold_start", "grpo"]]
+    assert label_sides(groups) == ["right", "left", "right"]
+    # the same x gap at another height, or a point far to the right, leaves the label where it was
+    assert label_sides([(0.0, 0.0, ["a"]), (0.1, 1.0, ["b"])]) == ["right", "right"]
+    assert label_sides([(0.0, 0.0, ["a"]), (0.5, 0.0, ["b"]), (1.0, 0.5, ["c"])]) == ["right", "right", "right"]
+    assert label_sides([]) == []

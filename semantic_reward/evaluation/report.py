@@ -114,6 +114,17 @@ def label_groups(points: list[tuple[str, float, float]], share: float = 0.06) ->
     return groups
 
 
+def label_sides(groups: list[tuple[float, float, list[str]]], reach: float = 0.3, share: float = 0.1) -> list[str]:
+    """"left" for a label that would run into a point to its right (within ``reach`` of the x span and ``share``
+    of the y span), else "right": a label starts at its point and reads rightwards."""
+    if not groups:
+        return []
+    xs, ys = [x for x, _, _ in groups], [y for _, y, _ in groups]
+    span_x, span_y = (max(xs) - min(xs)) or 1.0, (max(ys) - min(ys)) or 1.0
+    return ["left" if any(0 < ox - x <= reach * span_x and abs(oy - y) <= share * span_y for ox, oy, _ in groups)
+            else "right" for x, y, _ in groups]
+
+
 def _quality_vs_tax(report: Mapping[str, Any], path: Path) -> None:
     import matplotlib.pyplot as plt
 
@@ -138,8 +149,10 @@ def _quality_vs_tax(report: Mapping[str, Any], path: Path) -> None:
             points = [(n, x, y) for n, x, y in points if x is not None and y is not None]
             for i, (n, x, y) in enumerate(points):
                 ax.scatter(x, y, s=60, color=f"C{i}")
-            for x, y, names in label_groups(points):
-                ax.annotate("\n".join(names), (x, y), textcoords="offset points", xytext=(5, 5), va="bottom")
+            groups = label_groups(points)
+            for (x, y, names), side in zip(groups, label_sides(groups), strict=True):
+                ax.annotate("\n".join(names), (x, y), textcoords="offset points", va="bottom",
+                            xytext=(-5, 5) if side == "left" else (5, 5), ha="right" if side == "left" else "left")
             if not points:
                 ax.text(0.5, 0.5, "no base system (base_model) with this measure", ha="center", va="center",
                         transform=ax.transAxes)
