@@ -160,6 +160,21 @@ def _experiment(args: argparse.Namespace, out: Path, policy: Path, encoder: Path
                             f"inputs.encoder_corpus={corpus}"])
 
 
+def grpo_spec(stage: Mapping[str, Any], policy: Path, encoder: Path, data: Path, steps: int,
+              overrides: Sequence[str]) -> dict[str, Any]:
+    """The experiment's GRPO stage on the benchmark's inputs, for ``steps`` steps.
+
+    The recipe's own tau stands (``tau_from_audit`` off): the benchmark has no encoder audit of its own, and
+    the encoder embeds every output whatever tau is, so the time measured does not depend on it. No length
+    check either (``stats``): reused data may have been built without the policy's tokenizer, and the
+    lengths are the profile's whatever the data's are.
+    """
+    return dict(stage, model_in=str(policy), encoder=str(encoder), tau_from_audit=False, stats=None,
+                train_files=str(data / "rl" / "rl.parquet"), val_files=str(data / "rl" / "dev.parquet"),
+                overrides=[*(stage.get("overrides") or []), f"trainer.total_training_steps={steps}",
+                           "profile.grpo.lr_warmup_steps=0", "trainer.test_freq=-1", *overrides])
+
+
 def _run_stage(name: str, args: argparse.Namespace, out: Path, policy: Path, encoder: Path,
                data: Path | None, extra: Sequence[str] = ()) -> dict[int, dict[str, float]]:
     """One stage through the experiment runner's own code; for GRPO, verl's per-step metrics."""
@@ -172,10 +187,7 @@ def _run_stage(name: str, args: argparse.Namespace, out: Path, policy: Path, enc
     if name == "data":
         spec, kind = exp.stages["data"], "data"
     else:
-        spec = dict(exp.stages["grpo"], model_in=str(policy), encoder=str(encoder),
-                    train_files=str(data / "rl" / "rl.parquet"), val_files=str(data / "rl" / "dev.parquet"),
-                    overrides=[*(exp.stages["grpo"].get("overrides") or []), f"trainer.total_training_steps={args.steps}",
-                               "profile.grpo.lr_warmup_steps=0", "trainer.test_freq=-1", *args.overrides, *extra])
+        spec = grpo_spec(exp.stages["grpo"], policy, encoder, data, args.steps, [*args.overrides, *extra])
         kind = "grpo"
     stage_dir = out / name
     if stage_dir.exists():

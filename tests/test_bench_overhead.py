@@ -87,3 +87,49 @@ def test_table_shows_both_runs_the_ratio_and_the_share():
 
 def test_constant_reward_ignores_the_response():
     assert constant_reward("zh-bo", "anything", "ref") == constant_reward("x", "", None, extra_info={}) == 0.5
+
+
+@pytest.mark.shared_data
+def test_the_semantic_run_reaches_verl_without_an_encoder_audit(tmp_path, news_pairs, minilm_path):
+    """The benchmark reuses the experiment's GRPO stage with no audit and no data stage of its own:
+    cpu-tiny's tau_from_audit stopped it before verl started ("the encoder audit wrote no audit.json"), and
+    the stages' length check would have (no stats.json where the spec points). The stage now gets to verl's
+    command (stubbed here), with the recipe's tau and the benchmark's step count."""
+    import argparse
+    from pathlib import Path
+
+    from bench_reward_overhead import _experiment, grpo_spec
+    from data_tools.cli import main as data_tools_main
+    from tiny_models import build_tiny_policy
+
+    from semantic_reward.experiment.stages import RUNNERS, StageContext
+    from tests.conftest import SHARED_DATA
+
+    corpus = SHARED_DATA / "bo_zh_news.jsonl"
+    texts = [r["bo"] for r in news_pairs] + [r["zh"] for r in news_pairs]
+    policy = build_tiny_policy(texts, tmp_path / "policy", vocab_size=2000, hidden_size=32, num_layers=1,
+                               num_heads=2)
+    data = tmp_path / "data"
+    assert data_tools_main(["mt", "--input", str(corpus), "--out", str(data), "--quiet", "--direction", "zh-bo",
+                            "--cold-start", "0.5", "--dev", "0.1", "--test", "0.1"]) == 0
+    args = argparse.Namespace(corpus=corpus, profile="cpu-tiny")
+    exp = _experiment(args, tmp_path / "bench", policy, Path(minilm_path))
+    assert exp.stages["grpo"]["tau_from_audit"] is True  # what made the benchmark stop
+    spec = grpo_spec(exp.stages["grpo"], policy, Path(minilm_path), data, 3, ["actor_rollout_ref.rollout.seed=7"])
+    assert spec["tau_from_audit"] is False and spec["stats"] is None
+    stage_dir = tmp_path / "bench" / "semantic"
+    stage_dir.mkdir(parents=True)
+
+    class ReachedVerl(Exception):
+        pass
+
+    def run(cmd, log_path, env, on_line=None):
+        raise ReachedVerl(cmd)
+
+    with pytest.raises(ReachedVerl) as reached:
+        RUNNERS["grpo"](StageContext("semantic", spec, stage_dir, exp, run))
+    cmd = reached.value.args[0]
+    assert cmd[1:3] == ["-m", "verl.trainer.main_ppo"]
+    assert "trainer.total_training_steps=3" in cmd and "actor_rollout_ref.rollout.seed=7" in cmd
+    assert not any(c.startswith("reward.reward_kwargs.tau=") for c in cmd)  # the recipe's tau stands
+    assert f"actor_rollout_ref.model.path={policy}" in cmd
