@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from semantic_reward.experiment import RunError, StageFailed, load_experiment, run_experiment
+from semantic_reward.experiment import ExperimentError, RunError, StageFailed, load_experiment, run_experiment
 from semantic_reward.experiment.metrics import parse_step_line, reward_steps
 from semantic_reward.recipe_check import RecipeError, check_recipe
 from tests.conftest import SHARED_DATA
@@ -130,8 +130,6 @@ def test_changed_setting_under_the_same_run_name_is_refused_never_resumed(tmp_pa
 
 
 def test_unknown_override_and_stage_reference_fail_early(tmp_path, experiment_file):
-    from semantic_reward.experiment import ExperimentError
-
     with pytest.raises(ExperimentError, match="no key 'profile.encoder.epoch'"):
         load_experiment(experiment_file, "cpu-tiny", tmp_path / "run", ["profile.encoder.epoch=3"])
     bad = tmp_path / "bad.yaml"
@@ -211,8 +209,6 @@ def test_a_length_the_data_does_not_fit_stops_the_stage_before_verl_unless_the_p
     sft = OmegaConf.create({"data": {"max_length": 200}})
     with pytest.raises(StageFailed, match=r"data.max_length 200 is below the P99 227 of the sft tokens"):
         check_stage_lengths(context("error"), sft, "sft")
-    with pytest.raises(StageFailed, match="length_check must be error or warn, not 'off'"):
-        check_stage_lengths(context("off"), fits, "grpo")
     unmeasured = tmp_path / "unmeasured.json"
     unmeasured.write_text(json.dumps({"data_source": "toy/zh-bo"}))
     with pytest.raises(StageFailed, match="no token lengths.*build the data with --tokenizer"):
@@ -230,6 +226,11 @@ def test_the_experiments_measure_lengths_with_the_policy_tokenizer_and_check_eve
         for stage, spec in exp.stages.items():
             if spec["kind"] in ("sft", "grpo"):
                 assert spec["stats"] == str(tmp_path / name / "data" / "out" / "stats.json"), (name, stage)
+    # a mode the stages cannot act on stops the experiment when it loads, before any stage runs
+    with pytest.raises(ExperimentError, match="profile cpu-tiny: length_check must be one of error, warn, "
+                                              "not 'ignore'"):
+        load_experiment(ROOT / "recipes" / "experiments" / "mt_zh_bo.yaml", "cpu-tiny", tmp_path / "ignore",
+                        sets=["profile.length_check=ignore"])
     assert OmegaConf.load(ROOT / "recipes" / "profile" / "paper.yaml").length_check == "error"
     assert OmegaConf.load(ROOT / "recipes" / "profile" / "cpu-tiny.yaml").length_check == "warn"
 

@@ -16,10 +16,12 @@ from omegaconf import DictConfig, OmegaConf
 
 from ..recipe_check import RECIPES_DIR, recipe_path
 
-__all__ = ["ExperimentError", "KINDS", "Experiment", "load_experiment", "profile_path", "planned_outputs",
-           "fingerprint"]
+__all__ = ["ExperimentError", "KINDS", "LENGTH_CHECKS", "Experiment", "load_experiment", "profile_path",
+           "planned_outputs", "fingerprint"]
 
 KINDS = ("data", "encoder_train", "encoder_audit", "sft", "grpo", "evaluation")
+LENGTH_CHECKS = ("error", "warn")
+"""A profile's ``length_check``: a recipe length below the data's P99 stops the stage, or is only recorded."""
 
 
 class ExperimentError(ValueError):
@@ -106,6 +108,9 @@ def load_experiment(path: str | Path, profile: str, run_dir: Path, sets: Sequenc
         profile_values = OmegaConf.to_container(cfg.profile, resolve=True)
     finally:
         OmegaConf.clear_resolver("stage")
+    if profile_values.get("length_check") not in LENGTH_CHECKS:  # read by the SFT/GRPO stages' pre-flight
+        raise ExperimentError(f"profile {profile}: length_check must be one of {', '.join(LENGTH_CHECKS)}, "
+                              f"not {profile_values.get('length_check')!r}")
     profile_overrides = [s for s in sets if s.startswith("profile.")]
     return Experiment(str(raw.get("name", path.stem)), profile, run_dir, profile_overrides, stages, profile_values)
 

@@ -157,9 +157,7 @@ def check_stage_lengths(ctx: StageContext, cfg: Any, kind: str) -> dict[str, Any
     A length below the data's P99 cuts more than 1% of generations or SFT rows: the stage fails before verl
     starts, unless the profile's ``length_check`` is ``warn`` (a deliberate cut, e.g. to keep CPU steps short).
     """
-    mode = str(ctx.experiment.profile_values.get("length_check", "error"))
-    if mode not in ("error", "warn"):
-        raise StageFailed(f"profile {ctx.experiment.profile}: length_check must be error or warn, not {mode!r}")
+    mode = ctx.experiment.profile_values["length_check"]  # error or warn, checked when the experiment loads
     try:
         # no model name: every stage's model (a merged hand-off) carries the profile model's tokenizer
         report = check_lengths(load_stats(ctx.spec["stats"]), recipe_lengths(cfg, kind))
