@@ -25,7 +25,7 @@ from semantic_reward.evaluation.run_config import load_config
 from tests.conftest import read_jsonl
 
 ROOT = Path(__file__).resolve().parents[1]
-CONTRACT = ("bleu", "chrf", "rouge_l", "semantic_similarity", "language_consistency", "cmrc_em", "cmrc_f1")
+CONTRACT = ("bleu", "chrf", "rouge_l", "reward_encoder_similarity", "language_consistency", "cmrc_em", "cmrc_f1")
 DRIFT = ("nll_increase_mean", "nll_increase_p90", "kl_p90")
 
 
@@ -83,7 +83,9 @@ def test_command_on_generation_files(eval_inputs, minilm_path, tmp_path):
         assert report["intervals"][name]["bleu"] == pytest.approx(direct["bleu"].interval.to_dict())
         assert got["rouge_l"] == pytest.approx(rouge_l_corpus(hyps, refs, "bo"))
         assert got["language_consistency"] == pytest.approx(language_consistency(hyps, "bo"))
-        assert got["semantic_similarity"] == pytest.approx(semantic_similarity(hyps, refs, minilm_path), abs=1e-6)
+        assert got["reward_encoder_similarity"] == pytest.approx(semantic_similarity(hyps, refs, minilm_path),
+                                                                 abs=1e-6)
+        assert "semantic_similarity" not in got and "eval_encoder_similarity" not in got  # no eval_encoder set
         cmrc = cmrc_scores(eval_inputs["answers"][name], [q["answers"] for q in eval_inputs["cmrc_rows"]])
         assert (got["cmrc_em"], got["cmrc_f1"]) == (pytest.approx(cmrc["em"]), pytest.approx(cmrc["f1"]))
         assert not any(k in got for k in DRIFT)  # no models, no drift
@@ -95,9 +97,20 @@ def test_command_on_generation_files(eval_inputs, minilm_path, tmp_path):
                               [("grpo", eval_inputs["hyps"]["grpo"][:10])], refs, "bo", 100, 300)
     assert report["significance"] == sig and report["significance"]["reference"] == "cold_start"
     assert "drift: no base_model set" in report["missing"]["grpo"]
+    md = (out / "report.md").read_text()
+    assert "| grpo |" in md
+    # the similarity column is the reward encoder's own score, and says so
+    assert "| reward-encoder sim. (not independent) |" in md
+    assert f"cosine under the reward encoder `{minilm_path}`, the score GRPO optimised" in md
+    assert "(no eval_encoder set)" in md and report["eval_encoder"] is None
+    assert report["quality_metric"] == "chrf"  # translation: the quality axis is chrF++
+    # the two systems' outputs vary with the prompt: checked, not flagged, both tested
+    checks = report["output_checks"]
+    assert checks["identical_groups"] == [] and checks["systems"]["grpo"]["distinct_outputs"] == 10
+    assert not any(c["prompt_independent"] for c in checks["systems"].values())
+    assert report["significance"]["untested"] == {}
     written = [json.loads(x) for x in (out / "generations" / "grpo.jsonl").read_text().splitlines()]
     assert [w["hypothesis"] for w in written] == eval_inputs["hyps"]["grpo"][:10]
-    assert "| grpo |" in (out / "report.md").read_text()
     assert (out / "quality_vs_tax.png").stat().st_size > 10_000
     assert not list(tmp_path.glob(".report.*"))  # no staging folder left behind
 
@@ -123,8 +136,8 @@ def test_crash_leaves_no_report(eval_inputs, minilm_path, tmp_path, monkeypatch)
     with pytest.raises(RuntimeError):
         main(["run", str(cfg), "--quiet", "max_examples=3"])
     assert (out / "report.json").read_text() == before
-    assert "semantic_similarity" not in json.loads(before)["systems"]["grpo"]  # encoder: null, said so
-    assert "semantic_similarity: no encoder set" in json.loads(before)["missing"]["grpo"]
+    assert "reward_encoder_similarity" not in json.loads(before)["systems"]["grpo"]  # encoder: null, said so
+    assert "reward_encoder_similarity: no encoder set" in json.loads(before)["missing"]["grpo"]
 
 
 def test_config_errors_name_the_setting(eval_inputs, tmp_path):
@@ -247,3 +260,22 @@ def test_reads_data_tools_rl_parquet(tmp_path):
     assert [r["prompt"] for r in rows] == [e["prompt"] for e in expected]  # the prompts training used
     with pytest.raises(InputError, match="row 0: extra_info.target_language is 'bo'"):
         read_test_rows(files["rl/test"], "zh")
+
+
+def test_eval_encoder_settings(eval_inputs, tmp_path):
+    enc = tmp_path / "enc"
+    enc.mkdir()
+    cfg = _config(eval_inputs, tmp_path / "r", str(enc))
+    with pytest.raises(ConfigError, match="'eval_encoder': .* is the reward encoder"):
+        load_config(str(cfg), [f"eval_encoder={tmp_path}/./enc"])
+    with pytest.raises(ConfigError, match="'eval_encoder': must be a path"):
+        load_config(str(cfg), ["eval_encoder=''"])
+    with pytest.raises(ConfigError, match="'max_top_output_share'"):
+        load_config(str(cfg), ["max_top_output_share=0"])
+    assert load_config(str(cfg), ["eval_encoder=other/model"]).eval_encoder == "other/model"
+    # the quality axis: chrF++ for translation, ROUGE-L when a task writes in its source language (headlines)
+    assert load_config(str(cfg)).task_metric() == "chrf"
+    assert load_config(str(cfg), ["source_language=tibetan"]).task_metric() == "rouge_l"
+    assert load_config(str(cfg), ["quality_metric=bleu"]).task_metric() == "bleu"
+    with pytest.raises(ConfigError, match="'quality_metric'"):
+        load_config(str(cfg), ["quality_metric=reward_encoder_similarity"])

@@ -17,9 +17,11 @@ from semantic_reward.evaluation.metrics import (
     chrf,
     language_consistency,
     lcs_length,
+    output_checks,
     paired_significance,
     rouge_l,
     sacrebleu_scores,
+    untestable_systems,
 )
 from semantic_reward.evaluation.metrics import _rouge_units, _segmented
 from semantic_reward.text import pretokenize
@@ -113,24 +115,66 @@ def test_paired_tests_are_sacrebleus(news_pairs):
     seg = lambda xs: [pretokenize(x) for x in xs]  # noqa: E731
     for test, key, n in (("bs", "p_value_bootstrap", 200), ("ar", "p_value_ar", 500)):
         metrics = {"bleu": BLEU(tokenize="none"), "chrf": CHRF(word_order=2)}
-        sigs, direct = PairedTest([("cold_start", seg(half)), ("grpo", seg(most)), ("same", seg(half))], metrics,
+        # "same" (byte-identical to the reference) is not tested: sacrebleu sees the reference and grpo only
+        sigs, direct = PairedTest([("cold_start", seg(half)), ("grpo", seg(most))], metrics,
                                   [seg(refs)], test_type=test, n_samples=n)()
         for metric, score_name in (("bleu", "BLEU"), ("chrf", "chrF2++")):
-            base, grpo, same = direct[score_name]
+            base, grpo = direct[score_name]
             assert ours["systems"]["grpo"][metric][key] == pytest.approx(grpo.p_value)
-            # identical outputs: sacrebleu's strict count gives 1/(n+1); a zero difference is p = 1
-            assert same.p_value == pytest.approx(1 / (n + 1)) and ours["systems"]["same"][metric][key] == 1.0
             assert ours["systems"]["grpo"][metric]["difference"] == pytest.approx((grpo.score - base.score) / 100)
-            assert ours["systems"]["same"][metric]["difference"] == 0.0
             assert ours["signatures"][test][metric] == str(sigs[score_name])
-    # a clearly better system is significant, an identical one is not
+            same = ours["systems"]["same"][metric]
+            assert same["difference"] == 0.0 and same[key] is None
+            assert same["untested"] == "same's outputs are byte-identical to cold_start's"
+    assert ours["untested"] == {"same": "same's outputs are byte-identical to cold_start's"}
+    # a clearly better system is significant
     assert ours["systems"]["grpo"]["bleu"]["p_value_ar"] < 0.01
     assert "ar:500" in ours["signatures"]["ar"]["bleu"] and "bs:200" in ours["signatures"]["bs"]["chrf"]
-    # different outputs that both score 0 everywhere: no difference, p = 1 (sacrebleu alone says 1/(n+1))
-    zero = paired_significance(("a", ["ཀ"] * 5), [("b", ["ཁ"] * 5)], ["ག"] * 5, "bo", 100, 100)
+    # different, prompt-dependent outputs that both score 0 everywhere: no difference, p = 1 (sacrebleu: 1/(n+1))
+    zero = paired_significance(("a", ["ཀ" * (i + 1) for i in range(5)]), [("b", ["ཁ" * (i + 1) for i in range(5)])],
+                               ["ག"] * 5, "bo", 100, 100)
     assert zero["systems"]["b"]["bleu"] == {"difference": 0.0, "p_value_bootstrap": 1.0, "p_value_ar": 1.0}
     with pytest.raises(ValueError, match="grpo"):
         paired_significance(("a", half), [("grpo", most[:-1])], refs, "bo")
+
+
+def test_collapsed_outputs_are_flagged_and_get_no_p_value(news_pairs):
+    """The quickstart's old table: every system wrote one string for all prompts, two of them the same one."""
+    refs, half, _ = _bo_systems(news_pairs, n=20)
+    constant = ["ཀ་ཀ་ཀ་"] * 20
+    mostly = ["ས་ས་"] * 12 + half[:8]  # one output for 60% of the prompts
+    checks = output_checks({"cold_start": constant, "sft_strong": list(constant), "grpo": mostly, "ok": half})
+    per = checks["systems"]
+    assert per["cold_start"] == {"prompts": 20, "distinct_outputs": 1, "distinct_share": 0.05, "top_output_share": 1.0,
+                                 "top_output": "ཀ་ཀ་ཀ་", "constant": True, "prompt_independent": True,
+                                 "identical_to": ["sft_strong"]}
+    assert per["sft_strong"]["identical_to"] == ["cold_start"]
+    assert per["grpo"]["distinct_outputs"] == 9 and per["grpo"]["top_output_share"] == pytest.approx(0.6)
+    assert per["grpo"]["prompt_independent"] and not per["grpo"]["constant"] and "identical_to" not in per["grpo"]
+    assert not per["ok"]["prompt_independent"] and per["ok"]["distinct_outputs"] == 20
+    assert checks["identical_groups"] == [["cold_start", "sft_strong"]]
+    # spacing and the other tsheg form are the same output (the reward's normalisation); identity is byte for byte
+    spaced = output_checks({"a": ["ཀ་ཁ", "ཀ\u0f0cཁ", "ཀ་ཁ "], "b": ["ཀ་ཁ", "ཀ\u0f0cཁ", "ཀ་ཁ"]})["systems"]
+    assert spaced["a"]["constant"] and "identical_to" not in spaced["a"]
+    assert output_checks({"c": ["ཀ"] * 3}, max_top_share=1.0)["systems"]["c"]["prompt_independent"]
+
+    sig = paired_significance(("cold_start", constant), [("sft_strong", constant), ("grpo", mostly), ("ok", half)],
+                              refs, "bo", 50, 50)
+    assert sig["signatures"] == {}  # nothing was tested: the reference itself is constant
+    assert set(sig["untested"]) == {"sft_strong", "grpo", "ok"}
+    assert sig["untested"]["sft_strong"] == ("sft_strong's outputs are byte-identical to cold_start's; sft_strong "
+                                             "writes one output for all 20 prompts; cold_start writes one output "
+                                             "for all 20 prompts")
+    assert sig["untested"]["ok"] == "cold_start writes one output for all 20 prompts"
+    direct = chrf(half, refs, "bo") - chrf(constant, refs, "bo")
+    assert sig["systems"]["ok"]["chrf"]["difference"] == pytest.approx(direct)
+    assert sig["systems"]["ok"]["chrf"]["p_value_ar"] is None
+    assert sig["systems"]["ok"]["bleu"]["p_value_bootstrap"] is None
+    # a sound reference: only the collapsed system goes untested, the other is tested as before
+    sig = paired_significance(("ok", half), [("grpo", mostly), ("cold_start", constant)], refs, "bo", 50, 50)
+    assert set(sig["untested"]) == {"grpo", "cold_start"}
+    assert sig["untested"]["grpo"] == "grpo's most common output answers 60% of the prompts (9 distinct outputs for 20)"
+    assert untestable_systems(output_checks({"ok": half, "x": [h + "་ཀ" for h in half]}), "ok") == {}
 
 
 def test_drift_identical_is_zero_and_perturbed_is_positive(tmp_path):
@@ -244,3 +288,39 @@ def test_bootstrap_interval_when_some_resamples_have_only_empty_outputs():
         interval = scores[name].interval
         assert interval is not None and interval.low < interval.mean < interval.high
         assert 0.0 < interval.mean < expected + 0.2
+
+
+class _Embedder:
+    """An open 'service' (``embed_sync``) built on the hash encoder, tagged so two encoders give different vectors."""
+
+    def __init__(self, tag: str):
+        from tests.helpers import HashEncoder
+
+        self.tag, self.encoder = tag, HashEncoder(dimension=16)
+
+    def embed_sync(self, texts):
+        return self.encoder.encode([self.tag + t for t in texts])
+
+
+def test_similarity_is_reported_under_the_encoder_that_computed_it(news_pairs):
+    from semantic_reward.evaluation.evaluate import EVAL_SIMILARITY, REWARD_SIMILARITY, semantic_similarity, task_metrics
+    from semantic_reward.evaluation.report import METRIC_LABELS, similarity_note
+
+    refs = [r["bo"] for r in news_pairs[:6]]
+    hyps = refs[:3] + [r[:5] for r in refs[3:]]  # 3 exact copies (cosine 1 under any encoder), 3 others
+    reward, independent = _Embedder("reward:"), _Embedder("eval:")
+    only_reward = task_metrics(hyps, refs, "bo", reward_encoder=reward, n_bootstrap=1).values
+    assert only_reward[REWARD_SIMILARITY] == pytest.approx(semantic_similarity(hyps, refs, reward))
+    assert EVAL_SIMILARITY not in only_reward and "semantic_similarity" not in only_reward
+    both = task_metrics(hyps, refs, "bo", reward_encoder=reward, eval_encoder=independent, n_bootstrap=1).values
+    assert both[EVAL_SIMILARITY] == pytest.approx(semantic_similarity(hyps, refs, independent))
+    assert both[EVAL_SIMILARITY] != pytest.approx(both[REWARD_SIMILARITY])  # two encoders, two columns
+    assert REWARD_SIMILARITY not in task_metrics(hyps, refs, "bo", reward_encoder=None, n_bootstrap=1).values
+    assert METRIC_LABELS[REWARD_SIMILARITY] == "reward-encoder sim. (not independent)"
+    assert METRIC_LABELS[EVAL_SIMILARITY] == "eval-encoder sim. (independent)"
+    assert similarity_note({"encoder": "enc/r"}) == (
+        "reward-encoder sim. (not independent) is the cosine under the reward encoder `enc/r`, the score GRPO "
+        "optimised: it rises with reward hacking and is no independent measure of quality (no eval_encoder set).")
+    assert similarity_note({"encoder": "enc/r", "eval_encoder": "enc/e"}).startswith(
+        "eval-encoder sim. (independent) is the cosine under `enc/e`, an encoder that is not the reward's; ")
+    assert similarity_note({}) == "No embedding similarity (no encoder set)."

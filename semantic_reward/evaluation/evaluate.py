@@ -2,6 +2,10 @@
 
 Functions that need an encoder take it explicitly (a path or hub id, or an object
 with ``embed_sync``); nothing defaults to a test model.
+
+Embedding similarity is reported under the encoder that computed it: ``reward_encoder_similarity``
+under the reward's own encoder (the very score GRPO optimised, so it rises with reward hacking and is
+no independent measure of quality), ``eval_encoder_similarity`` under a separate evaluation encoder.
 """
 
 from __future__ import annotations
@@ -15,7 +19,11 @@ import numpy as np
 from .cmrc import QA_PROMPT, cmrc_scores
 from .metrics import language_consistency, rouge_l_corpus, rouge_l_interval, sacrebleu_scores, segmentation
 
-__all__ = ["TaskMetrics", "task_metrics", "semantic_similarity", "open_encoder", "cmrc_prompts", "cmrc_metrics"]
+__all__ = ["TaskMetrics", "task_metrics", "semantic_similarity", "open_encoder", "cmrc_prompts", "cmrc_metrics",
+           "REWARD_SIMILARITY", "EVAL_SIMILARITY"]
+
+REWARD_SIMILARITY = "reward_encoder_similarity"  # cosine under the reward encoder: not independent of GRPO
+EVAL_SIMILARITY = "eval_encoder_similarity"  # cosine under an evaluation encoder that is not the reward's
 
 
 class Embedder(Protocol):
@@ -56,11 +64,13 @@ class TaskMetrics:
     signatures: dict[str, str] = field(default_factory=dict)
 
 
-def task_metrics(hyps: Sequence[str], refs: Sequence[str], language: str, *, encoder: str | Embedder | None,
+def task_metrics(hyps: Sequence[str], refs: Sequence[str], language: str, *,
+                 reward_encoder: str | Embedder | None, eval_encoder: str | Embedder | None = None,
                  n_bootstrap: int = 1000) -> TaskMetrics:
-    """BLEU-4, chrF++, ROUGE-L, language consistency and, when ``encoder`` is given, embedding similarity.
+    """BLEU-4, chrF++, ROUGE-L, language consistency and embedding similarity under each encoder given.
 
-    ``encoder`` is required by keyword: pass None to leave out the similarity column.
+    ``reward_encoder`` (required by keyword; None leaves it out) gives ``reward_encoder_similarity``,
+    ``eval_encoder`` gives ``eval_encoder_similarity``: the two are never merged into one column.
     """
     sacre = sacrebleu_scores(hyps, refs, language, n_bootstrap=n_bootstrap)
     out = TaskMetrics(values={
@@ -69,8 +79,10 @@ def task_metrics(hyps: Sequence[str], refs: Sequence[str], language: str, *, enc
         "rouge_l": rouge_l_corpus(hyps, refs, language),
         "language_consistency": language_consistency(hyps, language),
     })
-    if encoder is not None:
-        out.values["semantic_similarity"] = semantic_similarity(hyps, refs, encoder)
+    if reward_encoder is not None:
+        out.values[REWARD_SIMILARITY] = semantic_similarity(hyps, refs, reward_encoder)
+    if eval_encoder is not None:
+        out.values[EVAL_SIMILARITY] = semantic_similarity(hyps, refs, eval_encoder)
     for name, score in sacre.items():
         out.signatures[name] = score.signature
         if score.interval:

@@ -8,6 +8,10 @@ RNG seed is sacrebleu's (``SACREBLEU_SEED``, default 12345) and is in the signat
 sacrebleu has no Tibetan tokeniser, so Tibetan is cut into syllables first and
 scored with ``tokenize="none"``; ``segmentation`` names that step next to the signature.
 
+Before any paired test, every system's outputs are checked for collapse (:func:`output_checks`): a
+system that writes one output for (nearly) every prompt, or exactly the same outputs as another system,
+has no paired test; a p-value there would measure the references' letter counts or nothing at all.
+
 ROUGE-L is the LCS F-measure over syllables (Tibetan) or characters (Chinese). It is
 ours because the stock ``rouge-score`` tokeniser keeps only ``[a-z0-9]`` and so
 drops all Tibetan and Chinese text. Language consistency reuses the reward's script check.
@@ -16,7 +20,8 @@ drops all Tibetan and Chinese text. Language consistency reuses the reward's scr
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections import Counter
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -28,7 +33,8 @@ from ..languages import DEFAULT_PURITY, LanguageRegistry, passes_language, unit_
 from ..text import SEGMENTER, normalize, pretokenize
 
 __all__ = ["bleu", "chrf", "lcs_length", "rouge_l", "rouge_l_corpus", "language_consistency", "Interval",
-           "SacreScore", "sacrebleu_scores", "paired_significance", "segmentation", "rouge_l_interval"]
+           "SacreScore", "sacrebleu_scores", "paired_significance", "segmentation", "rouge_l_interval",
+           "output_checks", "untestable_systems", "MAX_TOP_OUTPUT_SHARE"]
 
 SACREBLEU_METRICS = ("bleu", "chrf")
 
@@ -129,25 +135,96 @@ def chrf(hyps: Sequence[str], refs: Sequence[str], language: str) -> float:
     return _corpus("chrf", hyps, refs, language, 1).score
 
 
+MAX_TOP_OUTPUT_SHARE = 0.5  # a system whose most common output answers at least half of the prompts is collapsed
+
+
+def output_checks(outputs: Mapping[str, Sequence[str]],
+                  max_top_share: float = MAX_TOP_OUTPUT_SHARE) -> dict[str, Any]:
+    """Per system: distinct outputs over prompts, the most common output's share, and a flag; and the groups of
+    systems whose outputs are byte-identical.
+
+    Outputs are compared after the reward's normalisation (:func:`semantic_reward.text.normalize`) for the
+    counts, byte for byte for ``identical_to``. ``constant``: one output for every prompt.
+    ``prompt_independent``: the most common output answers at least ``max_top_share`` of the prompts
+    (constant included). ``identical_to``: the other systems with exactly the
+    same outputs, prompt by prompt. Returns {"max_top_share", "systems": {name: {...}}, "identical_groups"}.
+    """
+    systems: dict[str, dict[str, Any]] = {}
+    groups: dict[tuple[str, ...], list[str]] = {}
+    for name, hyps in outputs.items():
+        counts = Counter(normalize(h) for h in hyps)  # spacing or tsheg-form variants are the same output
+        n = len(hyps)
+        top, top_count = counts.most_common(1)[0] if counts else ("", 0)
+        share = top_count / n if n else 0.0
+        systems[name] = {"prompts": n, "distinct_outputs": len(counts), "distinct_share": len(counts) / n if n else 0.0,
+                         "top_output_share": share, "top_output": top[:200],
+                         "constant": n > 1 and len(counts) == 1, "prompt_independent": n > 1 and share >= max_top_share}
+        groups.setdefault(tuple(hyps), []).append(name)
+    identical = [names for names in groups.values() if len(names) > 1]
+    for names in identical:
+        for name in names:
+            systems[name]["identical_to"] = [o for o in names if o != name]
+    return {"max_top_share": max_top_share, "systems": systems, "identical_groups": identical}
+
+
+def untestable_systems(checks: Mapping[str, Any], reference: str) -> dict[str, str]:
+    """{system: why a paired test against ``reference`` would not mean what it says} from :func:`output_checks`."""
+    per = checks["systems"]
+
+    def collapse(name: str) -> str | None:
+        c = per[name]
+        if c["constant"]:
+            return f"{name} writes one output for all {c['prompts']} prompts"
+        if c["prompt_independent"]:
+            return (f"{name}'s most common output answers {c['top_output_share']:.0%} of the prompts "
+                    f"({c['distinct_outputs']} distinct outputs for {c['prompts']})")
+        return None
+
+    reasons: dict[str, str] = {}
+    ref_reason = collapse(reference) if reference in per else None
+    for name in per:
+        if name == reference:
+            continue
+        why = [r for r in (collapse(name), ref_reason) if r]
+        if reference in per[name].get("identical_to", []):
+            why.insert(0, f"{name}'s outputs are byte-identical to {reference}'s")
+        if why:
+            reasons[name] = "; ".join(why)
+    return reasons
+
+
 def paired_significance(reference: tuple[str, Sequence[str]], systems: Sequence[tuple[str, Sequence[str]]],
                         refs: Sequence[str], language: str, n_bootstrap: int = 1000,
-                        ar_trials: int = 10000) -> dict[str, Any]:
+                        ar_trials: int = 10000, max_top_share: float = MAX_TOP_OUTPUT_SHARE) -> dict[str, Any]:
     """Each system against ``reference`` with sacrebleu's paired bootstrap and approximate randomisation.
 
-    Returns {"reference": name, "signatures": {test: {metric: signature}},
+    Returns {"reference": name, "signatures": {test: {metric: signature}}, "untested": {name: reason},
     "systems": {name: {metric: {"difference", "p_value_bootstrap", "p_value_ar"}}}}; differences
-    are system minus reference on the 0-1 scale; p-values are two-sided for "no difference".
+    are system minus reference on the 0-1 scale; p-values are two-sided for "no difference". A system that
+    :func:`untestable_systems` names (collapsed outputs, its own or the reference's, or outputs identical to the
+    reference's) gets its difference, None for both p-values and the reason, and is left out of the tests.
     """
     ref_name, ref_hyps = reference
     for name, hyps in [reference, *systems]:
         if len(hyps) != len(refs):
             raise ValueError(f"paired test: system {name!r} has {len(hyps)} outputs for {len(refs)} references")
-    if not systems:
-        return {"reference": ref_name, "signatures": {}, "systems": {}}
-    named = [(ref_name, _segmented(ref_hyps, language))] + [(n, _segmented(h, language)) for n, h in systems]
-    seg_refs = [_segmented(refs, language)]
-    out: dict[str, Any] = {"reference": ref_name, "signatures": {},
+    checks = output_checks({ref_name: ref_hyps, **{n: h for n, h in systems}}, max_top_share)
+    untested = untestable_systems(checks, ref_name)
+    out: dict[str, Any] = {"reference": ref_name, "signatures": {}, "untested": untested,
                            "systems": {name: {m: {} for m in SACREBLEU_METRICS} for name, _ in systems}}
+    if untested:
+        ref_scores = sacrebleu_scores(ref_hyps, refs, language, n_bootstrap=1)
+        for name, hyps in systems:
+            if name in untested:
+                scores = sacrebleu_scores(hyps, refs, language, n_bootstrap=1)
+                out["systems"][name] = {m: {"difference": scores[m].score - ref_scores[m].score,
+                                            "p_value_bootstrap": None, "p_value_ar": None,
+                                            "untested": untested[name]} for m in SACREBLEU_METRICS}
+    tested = [(n, h) for n, h in systems if n not in untested]
+    if not tested:
+        return out
+    named = [(ref_name, _segmented(ref_hyps, language))] + [(n, _segmented(h, language)) for n, h in tested]
+    seg_refs = [_segmented(refs, language)]
     for test, key, samples in (("bs", "p_value_bootstrap", n_bootstrap), ("ar", "p_value_ar", ar_trials)):
         metrics = {m: _metric(m, language) for m in SACREBLEU_METRICS}
         signatures, results = PairedTest(named, metrics, seg_refs, test_type=test, n_samples=samples)()
@@ -156,12 +233,12 @@ def paired_significance(reference: tuple[str, Sequence[str]], systems: Sequence[
         out["signatures"][test] = {m: str(signatures[s]) for m, s in zip(SACREBLEU_METRICS, score_names, strict=True)}
         for metric, score_name in zip(SACREBLEU_METRICS, score_names, strict=True):
             baseline, *rest = results[score_name]
-            for (name, _), result in zip(systems, rest, strict=True):
+            for (name, _), result in zip(tested, rest, strict=True):
                 entry = out["systems"][name][metric]
                 entry["difference"] = (result.score - baseline.score) / 100
                 # sacrebleu counts resampled differences strictly above the observed one: with no observed
-                # difference and degenerate resamples (identical outputs, or both scoring 0 everywhere) that
-                # gives p = 1/(n+1). A difference of zero is never significant: p = 1
+                # difference and degenerate resamples (both scoring 0 everywhere) that gives p = 1/(n+1).
+                # A difference of zero is never significant: p = 1
                 entry[key] = 1.0 if result.score == baseline.score else float(result.p_value)
     return out
 

@@ -1,8 +1,13 @@
 """The comparison report: report.json, report.md and PNGs.
 
 PNGs: task quality against alignment tax (one point per system; x = drift from the
-base or CMRC F1 drop, y = BLEU or chrF++), one bar chart per metric, the per-token
-NLL-increase distributions, and the GRPO reward curve with its components when given.
+base or CMRC F1 drop, y = the task metric: chrF++ for translation, ROUGE-L for headlines,
+never an embedding similarity), one bar chart per metric, the per-token NLL-increase
+distributions, and the GRPO reward curve with its components when given.
+
+The report says what each number is: the reward encoder's similarity is labelled as the
+score GRPO optimised, systems whose outputs collapsed to one string (or equal another
+system's) are flagged and carry no p-value, and the reward trend names its test.
 """
 
 from __future__ import annotations
@@ -15,16 +20,19 @@ from typing import Any
 
 import numpy as np
 
+from .evaluate import EVAL_SIMILARITY, REWARD_SIMILARITY
 from .inputs import InputError
 from .trend import format_trend
 
-__all__ = ["write_report", "read_reward_curve", "label_groups", "METRIC_LABELS"]
+__all__ = ["write_report", "read_reward_curve", "label_groups", "METRIC_LABELS", "output_flag", "similarity_note"]
 
 METRIC_LABELS = {
-    "bleu": "BLEU-4", "chrf": "chrF++", "rouge_l": "ROUGE-L", "semantic_similarity": "emb. sim",
+    "bleu": "BLEU-4", "chrf": "chrF++", "rouge_l": "ROUGE-L",
+    REWARD_SIMILARITY: "reward-encoder sim. (not independent)", EVAL_SIMILARITY: "eval-encoder sim. (independent)",
     "language_consistency": "lang. consistent", "cmrc_em": "CMRC EM", "cmrc_f1": "CMRC F1", "cmrc_avg": "CMRC Avg",
     "nll_increase_mean": "NLL incr. mean", "nll_increase_p90": "NLL incr. P90", "kl_p90": "token KL P90",
 }
+TASK_METRICS = ("bleu", "chrf", "rouge_l")  # what the quality axis may show (never an embedding similarity)
 
 
 def read_reward_curve(path: str | Path) -> list[dict[str, float]]:
@@ -52,21 +60,67 @@ def _fmt(value: Any) -> str:
     return f"{value:.4f}" if isinstance(value, int | float) and not isinstance(value, bool) else ""
 
 
+def output_flag(check: Mapping[str, Any]) -> str:
+    """A system's output check in words: '' when its outputs vary with the prompt and match no other system's."""
+    flags = []
+    if check.get("constant"):
+        flags.append("constant: one output for every prompt")
+    elif check.get("prompt_independent"):
+        flags.append(f"prompt-independent: one output answers {check['top_output_share']:.0%} of the prompts")
+    if check.get("identical_to"):
+        flags.append("byte-identical to " + ", ".join(check["identical_to"]))
+    return "; ".join(flags)
+
+
+def similarity_note(report: Mapping[str, Any]) -> str:
+    """What the similarity column(s) measure, for the report's first lines."""
+    enc, ev = report.get("encoder"), report.get("eval_encoder")
+    parts = []
+    if ev:
+        parts.append(f"{METRIC_LABELS[EVAL_SIMILARITY]} is the cosine under `{ev}`, an encoder that is not the "
+                     "reward's")
+    if enc:
+        parts.append(f"{METRIC_LABELS[REWARD_SIMILARITY]} is the cosine under the reward encoder `{enc}`, the score "
+                     "GRPO optimised: it rises with reward hacking and is no independent measure of quality"
+                     + ("" if ev else " (no eval_encoder set)"))
+    return "; ".join(parts) + "." if parts else "No embedding similarity (no encoder set)."
+
+
+def _p_cell(r: Mapping[str, Any], key: str) -> str:
+    return f"{r[key]:.4f}" if isinstance(r.get(key), int | float) else "not tested"
+
+
 def _markdown(report: Mapping[str, Any], pngs: Sequence[tuple[str, str]]) -> str:
     systems = report["systems"]
     metrics = [m for m in METRIC_LABELS if any(m in s for s in systems.values())]
+    checks = (report.get("output_checks") or {}).get("systems") or {}
     lines = [f"# {report.get('title', 'Evaluation report')}", ""]
     lines.append(f"Test split: `{report.get('test_file')}`, {report.get('examples')} examples, "
-                 f"{report.get('source_language')} -> {report.get('target_language')}; embedding similarity under "
-                 f"`{report.get('encoder') or 'none'}`; thinking {'on' if report.get('thinking') else 'off'}.")
+                 f"{report.get('source_language')} -> {report.get('target_language')}; "
+                 f"thinking {'on' if report.get('thinking') else 'off'}. {similarity_note(report)}")
     if report.get("base"):
         lines.append(f"Drift is measured against `{report.get('base_model')}` (system `{report['base']}`) on "
                      f"{report.get('drift_passages')} CMRC passages.")
+    flagged = {n: output_flag(c) for n, c in checks.items() if output_flag(c)}
+    collapsed = [n for n, c in checks.items() if c.get("prompt_independent")]
+    if collapsed:
+        lines += ["", f"**{len(collapsed)} of {len(checks)} systems write the same output for most or all prompts "
+                      f"({', '.join(collapsed)}): their scores measure that string against the references, not the "
+                      "task, and they get no paired test.**"]
     lines += ["", "| system | " + " | ".join(METRIC_LABELS[m] for m in metrics) + " |",
               "|---|" + "---|" * len(metrics)]
     for name, vals in systems.items():
         lines.append(f"| {name} | " + " | ".join(_fmt(vals.get(m)) for m in metrics) + " |")
     lines += ["", "BLEU, chrF++, ROUGE-L, similarity and consistency on a 0-1 scale; CMRC on 0-100."]
+    if checks:
+        share = (report.get("output_checks") or {}).get("max_top_share")
+        lines += ["", "Output checks (test split; outputs compared after normalisation, identity byte for byte"
+                      + (f"; prompt-independent = one output answers at least {share:.0%} of the prompts" if share
+                         else "") + "):", "",
+                  "| system | distinct outputs / prompts | most common output's share | flag |", "|---|---|---|---|"]
+        for name, c in checks.items():
+            lines.append(f"| {name} | {c['distinct_outputs']} / {c['prompts']} | {c['top_output_share']:.2f} | "
+                         f"{flagged.get(name) or 'none'} |")
     sigs = report.get("signatures") or {}
     if sigs:
         lines += ["", "sacrebleu signatures:", ""]
@@ -84,12 +138,18 @@ def _markdown(report: Mapping[str, Any], pngs: Sequence[tuple[str, str]]) -> str
         for name, per_metric in sig["systems"].items():
             for metric, r in per_metric.items():
                 lines.append(f"| {name} | {METRIC_LABELS.get(metric, metric)} | {r['difference']:+.4f} | "
-                             f"{r['p_value_bootstrap']:.4f} | {r['p_value_ar']:.4f} |")
+                             f"{_p_cell(r, 'p_value_bootstrap')} | {_p_cell(r, 'p_value_ar')} |")
+        untested = sig.get("untested") or {}
+        if untested:
+            lines += ["", "Not tested (a p-value would not compare translations):", ""]
+            lines += [f"- {name}: {why}" for name, why in untested.items()]
     for name, gaps in (report.get("missing") or {}).items():
         lines.append(f"\n- {name} lacks " + "; ".join(gaps))
     trend = report.get("reward_trend")
     if trend:
         lines += ["", f"GRPO training reward: {format_trend(trend)} (a least-squares line, dashed in the plot)."]
+        if trend.get("method"):
+            lines += ["", f"Trend test: {trend['method']}."]
     lines += [""] + [f"![{title}]({file})" for file, title in pngs]
     return "\n".join(lines) + "\n"
 
@@ -139,34 +199,44 @@ def _quality_vs_tax(report: Mapping[str, Any], path: Path) -> None:
             return None
         return base_f1 - vals["cmrc_f1"]
 
-    fig, axes = plt.subplots(2, 2, figsize=(10, 8), squeeze=False)
+    quality = report.get("quality_metric") or "chrf"
+    if quality not in TASK_METRICS:
+        raise ValueError(f"quality axis {quality!r} is not a task metric ({sorted(TASK_METRICS)})")
+    checks = (report.get("output_checks") or {}).get("systems") or {}
+
+    def label(name: str) -> str:  # a collapsed system says so beside its point
+        c = checks.get(name) or {}
+        return f"{name} [one output]" if c.get("constant") else f"{name} [prompt-indep.]" if c.get(
+            "prompt_independent") else name
+
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4.4))
     xlabels = {"drift": "OOD NLL increase vs base (drift; lower = less tax)",
                "cmrc": "CMRC F1 drop vs base (lower = less tax)"}
-    for row, quality in enumerate(("bleu", "chrf")):
-        for col, kind in enumerate(("drift", "cmrc")):
-            ax = axes[row][col]
-            points = [(n, tax(n, kind), systems[n].get(quality)) for n in systems]
-            points = [(n, x, y) for n, x, y in points if x is not None and y is not None]
-            for i, (n, x, y) in enumerate(points):
-                ax.scatter(x, y, s=60, color=f"C{i}")
-            groups = label_groups(points)
-            for (x, y, names), side in zip(groups, label_sides(groups), strict=True):
-                ax.annotate("\n".join(names), (x, y), textcoords="offset points", va="bottom",
-                            xytext=(-5, 5) if side == "left" else (5, 5), ha="right" if side == "left" else "left")
-            if not points:
-                ax.text(0.5, 0.5, "no base system (base_model) with this measure", ha="center", va="center",
-                        transform=ax.transAxes)
-            ax.margins(0.15, 0.3)  # room for the labels (stacked where systems coincide)
-            ax.set_xlabel(xlabels[kind])
-            ax.set_ylabel(METRIC_LABELS[quality])
-            ax.grid(alpha=0.3)
-    fig.suptitle("Task quality against alignment tax (one point per system)")
+    for ax, kind in zip(axes, ("drift", "cmrc"), strict=True):
+        points = [(label(n), tax(n, kind), systems[n].get(quality)) for n in systems]
+        points = [(n, x, y) for n, x, y in points if x is not None and y is not None]
+        for i, (n, x, y) in enumerate(points):
+            ax.scatter(x, y, s=60, color=f"C{i}")
+        groups = label_groups(points)
+        for (x, y, names), side in zip(groups, label_sides(groups), strict=True):
+            ax.annotate("\n".join(names), (x, y), textcoords="offset points", va="bottom",
+                        xytext=(-5, 5) if side == "left" else (5, 5), ha="right" if side == "left" else "left")
+        if not points:
+            ax.text(0.5, 0.5, "no base system (base_model) with this measure", ha="center", va="center",
+                    transform=ax.transAxes)
+        ax.margins(0.15, 0.3)  # room for the labels (stacked where systems coincide)
+        ax.set_xlabel(xlabels[kind])
+        ax.set_ylabel(f"{METRIC_LABELS[quality]} (task metric)")
+        ax.grid(alpha=0.3)
+    fig.suptitle(f"Task quality ({METRIC_LABELS[quality]}) against alignment tax (one point per system)")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
 
 
 def _metric_bars(systems: Mapping[str, Mapping[str, Any]], path: Path) -> None:
+    import textwrap
+
     import matplotlib.pyplot as plt
 
     metrics = [m for m in METRIC_LABELS if any(isinstance(s.get(m), int | float) for s in systems.values())]
@@ -179,7 +249,7 @@ def _metric_bars(systems: Mapping[str, Mapping[str, Any]], path: Path) -> None:
         names = [n for n in systems if isinstance(systems[n].get(m), int | float)]
         ax.bar(range(len(names)), [systems[n][m] for n in names], color=[f"C{i}" for i in range(len(names))])
         ax.set_xticks(range(len(names)), names, rotation=45, ha="right", fontsize=7)
-        ax.set_title(METRIC_LABELS[m], fontsize=8)
+        ax.set_title(textwrap.fill(METRIC_LABELS[m], 24), fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
@@ -225,8 +295,11 @@ def _reward_curve(curve: Sequence[Mapping[str, float]], path: Path, trend: Mappi
     axes[0].set_title("GRPO reward (batch mean)")
     if trend:  # the report's fit (run_evaluation's reward_trend), drawn, not refitted
         ends = [min(steps), max(steps)]
+        p = trend.get("p_rise")
+        test = (("not tested: too few effective steps" if p is None else f"p(rise) {p:.2g}, autocorr.-corrected")
+                if "effective_steps" in trend else f"p(rise) {p:.2g}, steps as independent")
         axes[0].plot(ends, [trend["intercept"] + trend["slope_per_step"] * x for x in ends], "--", color="C3",
-                     label=f"fit: {trend['slope_per_step']:+.4f}/step, p(rise) {trend['p_rise']:.2g}")
+                     label=f"OLS fit: {trend['slope_per_step']:+.4f}/step, {test}")
         axes[0].legend(fontsize=7)
     for ax, group, title in ((axes[1], terms, "reward terms (batch means)"),
                              (axes[2], lengths, "output lengths (text units, batch means)")):

@@ -15,7 +15,8 @@ from ..config import device_problem
 from ..languages import LanguageError, LanguageRegistry
 from ..settings import Choice, ConfigError, Settings, build_dataclass, setting
 
-__all__ = ["Backend", "GenerationSettings", "SystemSpec", "EvalRunConfig", "load_config", "WHAT"]
+__all__ = ["Backend", "ModelDtype", "QualityMetric", "GenerationSettings", "SystemSpec", "EvalRunConfig",
+           "load_config", "WHAT"]
 
 WHAT = "evaluation setting"
 
@@ -26,6 +27,14 @@ class Backend(Choice):
     auto = "auto"
     vllm = "vllm"
     hf = "hf"
+
+
+class ModelDtype(Choice):
+    """The precision every evaluated model (generation and drift, base included) is loaded in."""
+
+    float32 = "float32"
+    bfloat16 = "bfloat16"
+    float16 = "float16"
 
 
 def _path_problem(path: Any) -> str | None:
@@ -51,6 +60,16 @@ class _EvalSettings(Settings):
             self.fail(name, problem)
 
 
+class QualityMetric(Choice):
+    """The task metric on the quality axis of quality_vs_tax.png: ROUGE-L when the task writes in its source
+    language (headline generation), chrF++ for translation (auto); never an embedding similarity."""
+
+    auto = "auto"
+    chrf = "chrf"
+    rouge_l = "rouge_l"
+    bleu = "bleu"
+
+
 @dataclass
 class GenerationSettings(_EvalSettings):
     """Greedy decoding for every model system."""
@@ -61,6 +80,10 @@ class GenerationSettings(_EvalSettings):
     cmrc_max_new_tokens: int = setting(64, ge=1, help="CMRC answers are short spans")
     batch_size: int = setting(8, ge=1)
     backend: Backend = Backend.auto
+    dtype: ModelDtype = setting(ModelDtype.float32, help="weights of generation and drift models: float32 keeps a "
+                                "GRPO update of lr 5e-7 that a bf16 load of a merged hand-off rounds away")
+    gpu_memory_utilization: float = setting(0.85, gt=0.0, le=1.0, help="vLLM's share of the GPU for one system's "
+                                            "engine (each engine is shut down before the next starts)")
 
 
 @dataclass
@@ -69,6 +92,8 @@ class SystemSpec(_EvalSettings):
     used for the test split and the model for CMRC and drift). Built under ``systems.NAME.``."""
 
     model: str | None = None
+    adapter: str | None = setting(None, help="a PEFT LoRA adapter folder: the system is 'model' + this adapter, "
+                                            "served unmerged (vLLM LoRARequest, PEFT on the transformers path)")
     generations: str | None = None
     cmrc_generations: str | None = setting(None, help="JSONL with 'answer' per CMRC question, for systems "
                                                       "without a model")
@@ -77,6 +102,12 @@ class SystemSpec(_EvalSettings):
         if self.model is not None and not self.model:
             self.fail("model", f"must be a path or hub id, got {self.model!r}")
         self.check_path("generations")
+        self.check_path("adapter")
+        if self.adapter is not None and self.model is None:
+            self.fail("adapter", "needs 'model' (the adapter's base model)")
+        if self.adapter is not None and not os.path.isfile(os.path.join(os.path.expanduser(self.adapter),
+                                                                        "adapter_config.json")):
+            self.fail("adapter", f"{self.adapter!r} holds no adapter_config.json (not a PEFT adapter folder)")
         self.check_path("cmrc_generations")
 
 
@@ -89,7 +120,13 @@ class EvalRunConfig(_EvalSettings):
     source_language: str = setting(help="e.g. zh")
     target_language: str = setting(help="e.g. bo")
     max_examples: int | None = setting(None, ge=1)
-    encoder: str | None = setting(None, help="path or hub id; without it there is no semantic_similarity column")
+    encoder: str | None = setting(None, help="the reward encoder (path or hub id): its similarity is reported as "
+                                             "reward_encoder_similarity, the score GRPO optimised")
+    eval_encoder: str | None = setting(None, help="an evaluation encoder independent of the reward's (path or hub "
+                                                  "id): its similarity is reported as eval_encoder_similarity")
+    quality_metric: QualityMetric = QualityMetric.auto
+    max_top_output_share: float = setting(0.5, gt=0, le=1, help="a system whose most common output answers this "
+                                          "share of the prompts is flagged prompt-independent and gets no paired test")
     cmrc_file: str | None = None
     cmrc_max_examples: int | None = setting(64, ge=1)
     drift_max_texts: int = setting(32, ge=1, help="out-of-domain texts for drift: the first distinct CMRC passages")
@@ -122,6 +159,12 @@ class EvalRunConfig(_EvalSettings):
             self.fail("device", problem)
         if self.encoder is not None and not self.encoder:
             self.fail("encoder", f"must be a path or hub id, got {self.encoder!r}")
+        if self.eval_encoder is not None:
+            if not self.eval_encoder:
+                self.fail("eval_encoder", f"must be a path or hub id, got {self.eval_encoder!r}")
+            if self.encoder is not None and _same_model(self.encoder, self.eval_encoder):
+                self.fail("eval_encoder", f"{self.eval_encoder!r} is the reward encoder: an evaluation encoder must "
+                                          "be another model (or leave it unset)")
         if not isinstance(self.systems, dict) or not self.systems:
             self.fail("systems", "needs at least one system: {name: {model: PATH} | {generations: FILE}}")
         built = {}
@@ -136,12 +179,29 @@ class EvalRunConfig(_EvalSettings):
             self.fail("paired_reference", f"{self.paired_reference!r} is not a system "
                                           f"(systems: {sorted(self.systems)}); name one or set it to null")
 
+    def task_metric(self) -> str:
+        """The quality axis: ``quality_metric``, or for auto ROUGE-L when source and target language agree (a
+        headline is written in its passage's language) and chrF++ otherwise (translation)."""
+        if self.quality_metric != QualityMetric.auto:
+            return str(self.quality_metric)
+        registry = LanguageRegistry()
+        try:
+            same = registry.get(self.source_language) == registry.get(self.target_language)
+        except LanguageError:  # a source language the registry does not know is not the target's
+            same = False
+        return "rouge_l" if same else "chrf"
+
     def is_base(self, name: str) -> bool:
         """A system whose model is ``base_model`` is the base: it has no drift from itself."""
         model = self.systems[name].model
-        if model is None or self.base_model is None:
-            return False
+        if model is None or self.base_model is None or self.systems[name].adapter is not None:
+            return False  # base + an adapter is a tuned system
         return os.path.realpath(os.path.expanduser(model)) == os.path.realpath(os.path.expanduser(self.base_model))
+
+
+def _same_model(a: str, b: str) -> bool:
+    """Two model names point at one model: the same hub id, or paths to the same folder."""
+    return a == b or os.path.realpath(os.path.expanduser(a)) == os.path.realpath(os.path.expanduser(b))
 
 
 def load_config(path: str, overrides: list[str] | None = None) -> EvalRunConfig:
