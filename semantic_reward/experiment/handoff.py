@@ -6,10 +6,18 @@ would train from the pre-LoRA weights. So a LoRA checkpoint is merged with PEFT'
 ``merge_and_unload``. A full fine-tune from verl's SFT trainer is saved by the trainer itself
 (``checkpoint.save_contents`` includes ``hf_model``); with LoRA that copy holds PEFT-named
 tensors a plain model cannot load, so LoRA always takes the merger path.
+
+The merge is done and saved in float32, and the unmerged pair is kept: verl's merger
+folder (the parent's weights) with its ``lora_adapter/`` stays beside the merged model,
+and ``handoff.json`` in the merged folder names both. A GRPO update at lr 5e-7 (~5e-5
+per weight) is below half a bf16 step of typical weights, so the merged model must be
+evaluated in float32 (the evaluation's default ``generation.dtype``) or as parent +
+adapter (``systems.NAME.model`` = ``adapter_base``, ``systems.NAME.adapter`` = ``adapter``).
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import shutil
 import subprocess
@@ -17,11 +25,13 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
-__all__ = ["HandoffError", "latest_checkpoint", "merge_lora", "export_checkpoint"]
+__all__ = ["HandoffError", "latest_checkpoint", "merge_lora", "export_checkpoint", "read_handoff", "HANDOFF_FILE"]
 
 log = logging.getLogger(__name__)
 
 WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin")
+HANDOFF_FILE = "handoff.json"
+MERGE_DTYPE = "float32"
 
 
 class HandoffError(RuntimeError):
@@ -49,7 +59,7 @@ def merge_lora(base_dir: Path, adapter_dir: Path, out_dir: Path) -> Path:
     from peft import PeftModel
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    base = AutoModelForCausalLM.from_pretrained(base_dir, dtype=torch.float32)
+    base = AutoModelForCausalLM.from_pretrained(base_dir, dtype=getattr(torch, MERGE_DTYPE))
     merged = PeftModel.from_pretrained(base, adapter_dir).merge_and_unload()
     out_dir.mkdir(parents=True, exist_ok=True)
     merged.save_pretrained(out_dir)
@@ -73,6 +83,8 @@ def export_checkpoint(step_dir: Path, out_dir: Path, run: Callable[[list[str], P
     hf = shards / "huggingface"
     if not lora and _has_weights(hf):
         shutil.copytree(hf, out_dir)
+        (out_dir / HANDOFF_FILE).write_text(json.dumps({"lora": False, "checkpoint": str(shards.resolve())},
+                                                       indent=2), encoding="utf-8")
         return out_dir
     verl_out = out_dir.parent / (out_dir.name + "_verl_merger")
     if verl_out.exists():
@@ -86,10 +98,26 @@ def export_checkpoint(step_dir: Path, out_dir: Path, run: Callable[[list[str], P
     adapter = verl_out / "lora_adapter"
     if adapter.is_dir():
         merge_lora(verl_out, adapter, out_dir)
+        # the unmerged pair stays where the merger wrote it: the evaluation can serve parent + adapter
+        record = {"lora": True, "merge_dtype": MERGE_DTYPE, "adapter_base": str(verl_out.resolve()),
+                  "adapter": str(adapter.resolve()), "checkpoint": str(shards.resolve())}
     elif lora:
         raise HandoffError(f"{shards} was trained with LoRA but verl's merger wrote no lora_adapter/ in {verl_out}")
     else:
         verl_out.rename(out_dir)
+        record = {"lora": False, "checkpoint": str(shards.resolve())}
     if not _has_weights(out_dir):
         raise HandoffError(f"{out_dir} holds no model weights after the merge of {shards}")
+    (out_dir / HANDOFF_FILE).write_text(json.dumps(record, indent=2), encoding="utf-8")
     return out_dir
+
+
+def read_handoff(model_dir: str | Path) -> dict | None:
+    """``handoff.json`` of a merged hand-off (None for a model that did not come through one)."""
+    path = Path(model_dir) / HANDOFF_FILE
+    if not path.is_file():
+        return None
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as exc:
+        raise HandoffError(f"{path}: not valid JSON ({exc.msg})") from exc
