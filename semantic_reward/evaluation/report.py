@@ -117,10 +117,12 @@ def _markdown(report: Mapping[str, Any], pngs: Sequence[tuple[str, str]]) -> str
         lines += ["", "Output checks (test split; outputs compared after normalisation, identity byte for byte"
                       + (f"; prompt-independent = one output answers at least {share:.0%} of the prompts" if share
                          else "") + "):", "",
-                  "| system | distinct outputs / prompts | most common output's share | flag |", "|---|---|---|---|"]
+                  "| system | distinct outputs / prompts | most common output's share | flag | most common output |",
+                  "|---|---|---|---|---|"]
         for name, c in checks.items():
+            excerpt = c.get("top_output", "")[:40].replace("|", "\\|").replace("`", "'").replace("\n", " ")
             lines.append(f"| {name} | {c['distinct_outputs']} / {c['prompts']} | {c['top_output_share']:.2f} | "
-                         f"{flagged.get(name) or 'none'} |")
+                         f"{flagged.get(name) or 'none'} | `{excerpt}` |")
     sigs = report.get("signatures") or {}
     if sigs:
         lines += ["", "sacrebleu signatures:", ""]
@@ -247,7 +249,8 @@ def _metric_bars(systems: Mapping[str, Mapping[str, Any]], path: Path) -> None:
         ax.axis("off")
     for ax, m in zip(axes.flat, metrics, strict=False):
         names = [n for n in systems if isinstance(systems[n].get(m), int | float)]
-        ax.bar(range(len(names)), [systems[n][m] for n in names], color=[f"C{i}" for i in range(len(names))])
+        order = list(systems)  # one colour per system in every panel
+        ax.bar(range(len(names)), [systems[n][m] for n in names], color=[f"C{order.index(n) % 10}" for n in names])
         ax.set_xticks(range(len(names)), names, rotation=45, ha="right", fontsize=7)
         ax.set_title(textwrap.fill(METRIC_LABELS[m], 24), fontsize=8)
     fig.tight_layout()
