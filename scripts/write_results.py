@@ -103,7 +103,7 @@ def _table_lines(report: Mapping[str, Any]) -> list[str]:
     lines = [f"Test split: {report.get('examples')} examples, {report.get('source_language')} -> "
              f"{report.get('target_language')}. {similarity_note(report)}", "",
              "| system | " + " | ".join(METRIC_LABELS[m] for m in metrics) + " |", "|---|" + "---|" * len(metrics)]
-    lines += [f"| {n} | " + " | ".join(_num(v.get(m)) for m in metrics) + " |" for n, v in systems.items()]
+    lines += [f"| {n} | " + " | ".join(_num(v.get(m), 4) for m in metrics) + " |" for n, v in systems.items()]
     return lines
 
 
@@ -184,7 +184,7 @@ def _quality_summary(report: Mapping[str, Any]) -> str:
     from semantic_reward.evaluation.report import METRIC_LABELS
 
     quality = report.get("quality_metric") or "chrf"
-    cells = ", ".join(f"{n} {_num(v.get(quality))}" for n, v in report["systems"].items())
+    cells = ", ".join(f"{n} {_num(v.get(quality), 4)}" for n, v in report["systems"].items())
     return f"{METRIC_LABELS.get(quality, quality)} on the test split ({report.get('examples')} examples): {cells}."
 
 

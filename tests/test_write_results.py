@@ -59,8 +59,8 @@ def test_readme_block_and_results_doc_are_generated(run_dir, tmp_path):
     assert text.endswith("<!-- results:end -->\n\nTail.\n") and "old hand-typed" not in text
     block = text.split("<!-- results:start -->\n", 1)[1].split("\n<!-- results:end -->", 1)[0].splitlines()
     trend = json.loads((run_dir / "report.json").read_text())["reward_trend"]
-    assert block[1] == (f"Run `{run_dir}`: 4 stages in 309 s. chrF++ on the test split (4 examples): base 0.000, "
-                        "cold_start 0.457, grpo 0.012, sft_strong 0.457.")
+    assert block[1] == (f"Run `{run_dir}`: 4 stages in 309 s. chrF++ on the test split (4 examples): base 0.0000, "
+                        "cold_start 0.4567, grpo 0.0123, sft_strong 0.4567.")
     assert block[2] == ("Flagged outputs: base (constant: one output for every prompt); cold_start (byte-identical "
                         "to sft_strong); grpo (constant: one output for every prompt); sft_strong (byte-identical "
                         "to cold_start).")
@@ -76,7 +76,7 @@ def test_readme_block_and_results_doc_are_generated(run_dir, tmp_path):
     assert "| grpo | finished | 270.2 |" in results and "Stages together: 309 s." in results
     assert "Verdict: **usable**." in results and "| auc | 0.9307 |" in results
     assert ("| system | BLEU-4 | chrF++ | ROUGE-L | reward-encoder sim. (not independent) |" in results)
-    assert "| grpo | 0.000 | 0.012 | 0.000 | 0.900 |" in results
+    assert "| grpo | 0.0000 | 0.0123 | 0.0000 | 0.9000 |" in results
     assert "under the reward encoder `enc/reward`, the score GRPO optimised" in results
     assert "| grpo | 1 / 4 | 1.00 | constant: one output for every prompt |" in results
     assert "- grpo: grpo writes one output for all 4 prompts" in results
@@ -86,9 +86,9 @@ def test_readme_block_and_results_doc_are_generated(run_dir, tmp_path):
     assert "Reward hacking check: **likely reward hacking.** The rise is not reference-specific." in results
     # rerunning changes nothing; --check says whether the docs match the run
     assert write_results.main(args + ["--check"]) == 0
-    readme.write_text(text.replace("cold_start 0.457", "cold_start 0.999"), encoding="utf-8")
+    readme.write_text(text.replace("cold_start 0.4567", "cold_start 0.9999"), encoding="utf-8")
     assert write_results.main(args + ["--check"]) == 1
-    assert "cold_start 0.999" in readme.read_text(encoding="utf-8")  # --check writes nothing
+    assert "cold_start 0.9999" in readme.read_text(encoding="utf-8")  # --check writes nothing
 
 
 def test_paired_rows_show_not_tested(run_dir, tmp_path):
