@@ -11,7 +11,10 @@ What it measures, each part printed as a table and written to ``OUT/gpu_check.js
    (emulated by a process running bf16 matrix products on the same GPU); the reward's share of a step
    is printed for the step times given with --step-seconds (an assumption: no verl runs here);
 3. a LoRA SFT step and the merge of the tiny policy on CUDA: loss finite and falling over a few steps,
-   the merged model's logits against the adapter model's (experiment.handoff.merge_lora, PEFT).
+   the merged model's logits against the adapter model's (experiment.handoff.merge_lora, PEFT);
+4. the evaluation's engines in sequence: three systems, each through its own engine (vLLM when installed,
+   else transformers) for two prompt sets, shut down, then drift from the base; the GPU memory PyTorch holds
+   after each shutdown and each drift must be back at the level before the first engine opened.
 
 The random encoder's similarities mean nothing semantically; they exercise the same arithmetic and the
 same kernels as a trained XLM-R-large encoder. Run it through scripts/gpu_check.sh (at most 8 minutes).
@@ -247,6 +250,64 @@ def lora_sft_and_merge(texts: list[str], work: Path, steps: int) -> dict:
     }
 
 
+def engines_in_sequence(texts: list[str], work: Path, backend: str = "auto") -> dict:
+    """Three systems through evaluation.generate's engines, one at a time, as run_evaluation drives them."""
+    import torch
+    from transformers import AutoTokenizer
+
+    from semantic_reward.evaluation.drift import token_drift
+    from semantic_reward.evaluation.generate import EngineSpec, SystemEngine, pick_backend
+    from tiny_models import build_tiny_policy, perturbed_copy
+
+    base = build_tiny_policy(texts, work / "eval_base", vocab_size=2000, hidden_size=64, num_layers=2, num_heads=4)
+    systems = {"base": base, **{name: perturbed_copy(base, work / f"eval_{name}", scale=0.2, seed=i)
+                                for i, name in enumerate(("cold_start", "grpo"), 1)}}
+    tok = AutoTokenizer.from_pretrained(base)
+    prompts = [[{"role": "user", "content": t[:60]}] for t in texts[:16]]
+    cuda = DEVICE == "cuda"
+
+    def held() -> int:
+        """Bytes PyTorch holds in this process (an HF engine's weights, drift models)."""
+        return torch.cuda.memory_allocated() if cuda else 0
+
+    def used() -> int:
+        """Bytes in use on the device by every process (a vLLM engine core runs in its own)."""
+        if not cuda:
+            return 0
+        free, total = torch.cuda.mem_get_info()
+        return total - free
+
+    before, before_used = held(), used()
+    rows = []
+    backend = pick_backend(backend)
+    for name, path in systems.items():
+        spec = EngineSpec(model=str(path), dtype="float32", device=DEVICE, progress=False, batch_size=8,
+                          gpu_memory_utilization=0.3)
+        engine = SystemEngine(backend, spec)
+        t = time.perf_counter()
+        test = engine.generate(prompts, 24)
+        cmrc = engine.generate(prompts[:4], 8)
+        open_bytes, open_used = held(), used()
+        engine.close()
+        row = {"system": name, "backend": backend, "outputs": len(test) + len(cmrc),
+               "seconds": time.perf_counter() - t, "held_open_mib": open_bytes / 2**20,
+               "held_after_shutdown_mib": held() / 2**20, "device_used_open_mib": open_used / 2**20,
+               "device_used_after_shutdown_mib": used() / 2**20}
+        if name != "base":
+            token_drift(str(base), str(path), tok, texts[:4], device=DEVICE, progress=False, dtype="float32")
+            row["held_after_drift_mib"] = held() / 2**20
+        rows.append(row)
+        log(f"engines: {name} ({backend}) held {row['held_open_mib']:.1f} MiB open, "
+            f"{row['held_after_shutdown_mib']:.1f} MiB after shutdown")
+    leftover = max(max(r["held_after_shutdown_mib"], r.get("held_after_drift_mib", 0.0)) for r in rows)
+    # released: PyTorch's own memory back within 1 MiB, the device's within 256 MiB (a vLLM engine takes GiBs)
+    released = all(r["held_after_shutdown_mib"] <= before / 2**20 + 1
+                   and r.get("held_after_drift_mib", 0.0) <= before / 2**20 + 1
+                   and r["device_used_after_shutdown_mib"] <= before_used / 2**20 + 256 for r in rows)
+    return {"systems": rows, "held_before_mib": before / 2**20, "device_used_before_mib": before_used / 2**20,
+            "released": released, "max_held_after_release_mib": leftover}
+
+
 def save(out: Path, result: dict) -> None:
     """Written after each part, so a run cut short still leaves what it measured."""
     tmp = out / "gpu_check.json.tmp"
@@ -276,7 +337,7 @@ def main(argv=None) -> int:
     ap.add_argument("--sft-steps", type=int, default=8)
     ap.add_argument("--step-seconds", type=float, nargs="+", default=[30.0, 60.0, 120.0],
                     help="assumed GRPO step times (without the reward) for the share column")
-    ap.add_argument("--skip", nargs="*", default=[], choices=["dtypes", "placement", "lora"])
+    ap.add_argument("--skip", nargs="*", default=[], choices=["dtypes", "placement", "lora", "engines"])
     ap.add_argument("--smoke", action="store_true", help="CPU, small encoder, few prompts: checks the script only")
     args = ap.parse_args(argv)
     import torch
@@ -327,6 +388,14 @@ def main(argv=None) -> int:
               f"merged vs adapter logits max |diff| {lora['merged_vs_adapter_max_abs']:.2e} "
               f"(GPU merge {lora['gpu_merge_vs_adapter_max_abs']:.2e}; logits up to {lora['logit_scale']:.1f})")
         result["lora"] = lora
+        save(args.out, result)
+
+    if "engines" not in args.skip:
+        engines = engines_in_sequence(texts, work / "engines")
+        print(f"\nevaluation engines in sequence: released after every shutdown and drift: {engines['released']} "
+              f"(held before {engines['held_before_mib']:.1f} MiB, at most {engines['max_held_after_release_mib']:.1f}"
+              " MiB after a release)")
+        result["engines"] = engines
         save(args.out, result)
 
     if "placement" not in args.skip:

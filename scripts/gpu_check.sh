@@ -2,7 +2,8 @@
 # GPU check for a lent CUDA machine (torch, transformers, sentence-transformers, peft there; no verl, vLLM, Ray):
 # the embedding service on CUDA with an XLM-R-large-sized random encoder in fp32/fp16/bf16 (naive vs service vs
 # one-call limit, peak memory, rewards' agreement across dtypes), the encoder placement options, and a LoRA SFT
-# step + merge of the tiny policy on CUDA. At most 8 minutes; prints tables, writes OUT/gpu_check.json.
+# step + merge of the tiny policy on CUDA, and the evaluation's engines for three systems in sequence (memory back
+# after each shutdown and drift). At most 8 minutes; prints tables, writes OUT/gpu_check.json.
 #   scripts/gpu_check.sh [DATA_DIR] [OUT]
 # DATA_DIR holds bo_zh_classical.jsonl (default ../shared/data). Pure-Python packages missing on the machine
 # (omegaconf, antlr4) can be put in SITE_DIR (default .devsite/) and are added to PYTHONPATH.

@@ -24,7 +24,8 @@ def test_smoke_run_writes_its_json(tmp_path):
     if not (shared_data_dir / "bo_zh_classical.jsonl").exists():
         pytest.skip(f"{shared_data_dir}/bo_zh_classical.jsonl is absent (../shared/data beside the project)")
     rc = gpu_check.main(["--smoke", "--data-dir", str(shared_data_dir), "--out", str(tmp_path / "out"),
-                         "--work", str(tmp_path / "work"), "--skip", "dtypes", "lora", "placement"])
+                         "--work", str(tmp_path / "work"), "--skip", "dtypes", "lora", "placement",
+                         "engines"])
     assert rc == 0
     result = json.loads((tmp_path / "out" / "gpu_check.json").read_text())
     assert result["device"] == "cpu (smoke)"
