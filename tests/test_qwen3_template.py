@@ -2,7 +2,9 @@
 
 verl's SFT dataset tokenizes each turn on its own and asserts that the concatenation equals the
 whole rendered conversation; Qwen3's empty think block in the final assistant turn breaks that
-(verl issue 3477). These tests build the dataset with the SFT trainer's own data defaults.
+(verl issue 3477). These tests build verl's stock dataset with the SFT trainer's own data defaults:
+they show why the SFT recipes use ``data_tools.verl_sft_dataset.RolloutPromptSFTDataset`` instead,
+whose prompt is the RL rollout's and the evaluation's, token for token (tests/test_one_prompt.py).
 """
 
 from __future__ import annotations
@@ -90,14 +92,32 @@ def test_verl_sft_dataset_stops_on_the_template_without_handling(tmp_path, tok):
         _dataset(tmp_path, tok, apply_chat_template_kwargs={"enable_thinking": False})[0]
 
 
-def test_verl_sft_dataset_with_ignore_input_ids_mismatch_trains_on_the_whole_answer(tmp_path, tok):
+def test_verl_sft_dataset_with_ignore_input_ids_mismatch_trains_after_another_prompt(tmp_path, tok):
+    """The stock dataset trains the whole answer, but after a prompt without the think block that RL and
+    evaluation (enable_thinking=false) put before it: the reason for RolloutPromptSFTDataset."""
     item = _dataset(tmp_path, tok, ignore_input_ids_mismatch=True)[0]
-    assert _trained_text(tok, item) == "ཀ་ཁ་ག་ང།<|im_end|>\n"  # the answer and its end, nothing else
+    assert _trained_text(tok, item) == "ཀ་ཁ་ག་ང།<|im_end|>\n"  # the answer, its end and the separator
     assert "<think>" not in tok.decode(item["input_ids"])  # per-turn ids: no think block in training
+    rl_prompt = tok.apply_chat_template(MESSAGES[:2], tokenize=False, add_generation_prompt=True,
+                                        enable_thinking=False)
+    assert not tok.decode(item["input_ids"]).startswith(rl_prompt)
+
+
+def test_verls_sft_default_thinking_switch_is_the_string_none(tmp_path, tok):
+    """verl's ``enable_thinking_default: none`` is YAML for the string 'none', which its dataset reads as
+    bool('none'): thinking on for every row unless a recipe sets it (recipes/base/sft.yaml does)."""
+    import importlib.resources
+
+    from omegaconf import OmegaConf
+
+    trainer_yaml = importlib.resources.files("verl.trainer.config") / "sft_trainer_engine.yaml"
+    assert OmegaConf.load(str(trainer_yaml)).data.enable_thinking_default == "none"
+    dataset = _dataset(tmp_path, tok, ignore_input_ids_mismatch=True)
+    assert dataset.enable_thinking_default == "none" and bool(dataset.enable_thinking_default) is True
 
 
 def test_enable_thinking_false_in_sft_kwargs_masks_the_head_of_the_answer(tmp_path, tok):
-    """A trap for the recipes: verl masks len(generation prompt) tokens of each assistant turn, and with
+    """A trap for the stock dataset: verl masks len(generation prompt) tokens of each assistant turn, and with
     enable_thinking=false that prompt includes the empty think block the per-turn ids do not have."""
     item = _dataset(tmp_path, tok, ignore_input_ids_mismatch=True,
                     apply_chat_template_kwargs={"enable_thinking": False})[0]

@@ -40,8 +40,10 @@ def test_recipe_composes_with_the_profile_and_passes_checks(recipe, profile):
     else:
         assert str(cfg.data.train_files).endswith(".parquet")
         assert (cfg.model.path, cfg.model.lora_rank, cfg.model.lora_alpha) == (p.model, p.lora.rank, p.lora.alpha)
-        assert cfg.data.ignore_input_ids_mismatch is True  # Qwen3's template (tests/test_qwen3_template.py)
-        assert "enable_thinking" not in cfg.data.apply_chat_template_kwargs  # would mask the answer's head
+        # the RL rollout's prompt, token for token (tests/test_one_prompt.py); verl's whole-rendering check on
+        assert cfg.data.custom_cls.name == "RolloutPromptSFTDataset" and cfg.data.ignore_input_ids_mismatch is False
+        assert cfg.data.apply_chat_template_kwargs.enable_thinking is False
+        assert cfg.data.enable_thinking_default is False  # verl's default, the string "none", reads as on
         assert cfg.engine.mixed_precision.param_dtype == p.engine.param_dtype
         assert "hf_model" in cfg.checkpoint.save_contents
         assert cfg.data.train_batch_size == p.sft.train_batch_size
