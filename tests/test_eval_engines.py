@@ -88,9 +88,6 @@ class Recorder:
 
 
 def _models(root: Path) -> dict[str, Path]:
-    import sys as _sys
-
-    _sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
     from tiny_models import build_tiny_policy, perturbed_copy
 
     texts = [f"ཀ་ཁ་ག་{i} 天气很好 translate" for i in range(30)]
@@ -116,7 +113,7 @@ def _inputs(root: Path, rows: int = 5) -> tuple[Path, Path]:
 def test_one_engine_per_system_shut_down_before_drift_and_the_next(tmp_path, monkeypatch):
     import semantic_reward.evaluation.drift as drift_module
     from semantic_reward.evaluation.run import run_evaluation
-    from semantic_reward.evaluation.run_config import build_dataclass, EvalRunConfig
+    from semantic_reward.evaluation.run_config import EvalRunConfig, build_dataclass
 
     models = _models(tmp_path)
     test, cmrc = _inputs(tmp_path)
@@ -173,7 +170,7 @@ def test_one_engine_per_system_shut_down_before_drift_and_the_next(tmp_path, mon
 
 def test_an_engine_is_closed_when_the_run_fails(tmp_path):
     from semantic_reward.evaluation.run import run_evaluation
-    from semantic_reward.evaluation.run_config import build_dataclass, EvalRunConfig
+    from semantic_reward.evaluation.run_config import EvalRunConfig, build_dataclass
 
     test, _ = _inputs(tmp_path)
     recorder = Recorder()
@@ -315,3 +312,30 @@ def test_vllm_engine_loads_in_the_evaluation_dtype_serves_the_adapter_and_tears_
     with pytest.raises(ValueError, match="adapter_config.json: field 'r'"):
         open_engine("vllm", EngineSpec(model="/m", adapter=str(tmp_path / "bad")))
     gc.collect()
+
+
+def test_engine_settings_fail_at_start(tmp_path):
+    from semantic_reward.config import ConfigError
+    from semantic_reward.evaluation.run_config import EvalRunConfig, build_dataclass
+
+    test, _ = _inputs(tmp_path)
+    good = {"output_dir": str(tmp_path / "out"), "test_file": str(test), "source_language": "zh",
+            "target_language": "bo", "paired_reference": None, "systems": {"a": {"model": str(tmp_path)}}}
+    cfg = build_dataclass(EvalRunConfig, good)
+    assert (str(cfg.generation.dtype), cfg.generation.gpu_memory_utilization) == ("float32", 0.85)
+    adapter = tmp_path / "adapter"
+    adapter.mkdir()
+    cases = [
+        ({"generation": {"dtype": "auto"}}, "generation.dtype"),
+        ({"generation": {"gpu_memory_utilization": 1.5}}, "generation.gpu_memory_utilization"),
+        ({"systems": {"a": {"generations": str(test), "adapter": str(adapter)}}}, "systems.a.adapter"),
+        ({"systems": {"a": {"model": str(tmp_path), "adapter": str(adapter)}}}, "no adapter_config.json"),
+        ({"systems": {"a": {"model": str(tmp_path), "adapter": str(tmp_path / "absent")}}}, "does not exist"),
+    ]
+    for change, message in cases:
+        with pytest.raises(ConfigError, match=message):
+            build_dataclass(EvalRunConfig, {**good, **change})
+    (adapter / "adapter_config.json").write_text(json.dumps({"r": 4}))
+    tuned = build_dataclass(EvalRunConfig, {**good, "base_model": str(tmp_path),
+                                            "systems": {"a": {"model": str(tmp_path), "adapter": str(adapter)}}})
+    assert not tuned.is_base("a")  # base + an adapter is a tuned system, not the base
