@@ -3,7 +3,7 @@
 Layout of an output folder (documented in README):
 
     rl/{cold_start,rl,dev,test}.parquet     verl RL rows (RLHFDataset)
-    sft/{cold_start,rl,dev,test}.parquet    verl SFT rows (``messages``: prompt + reference; data_tools.verl_sft_dataset)
+    sft/{cold_start,rl,dev,test}.parquet    verl SFT rows (``messages``: prompt, reference; data_tools.verl_sft_dataset)
     sft/train_all.parquet                   cold_start + rl: the "strong SFT" baseline's data
     rl/few_shot_{K}.parquet, sft/few_shot_{K}.parquet   few-shot subsets of the training rows
     stats.json                              counts, filter reasons, length percentiles, settings
