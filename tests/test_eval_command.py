@@ -279,3 +279,44 @@ def test_eval_encoder_settings(eval_inputs, tmp_path):
     assert load_config(str(cfg), ["quality_metric=bleu"]).task_metric() == "bleu"
     with pytest.raises(ConfigError, match="'quality_metric'"):
         load_config(str(cfg), ["quality_metric=reward_encoder_similarity"])
+
+
+def test_collapsed_systems_and_an_independent_encoder(eval_inputs, minilm_path, tmp_path):
+    """A system that writes one string for every prompt, and one whose outputs equal the reference's: both flagged
+    in report.json and report.md, neither tested; an eval_encoder gives its own, independent column."""
+    from tiny_models import build_tiny_encoder
+
+    from semantic_reward.evaluation.evaluate import semantic_similarity
+
+    d, rows = eval_inputs["dir"], eval_inputs["rows"]
+    _write_jsonl(d / "constant.jsonl", [{"id": r["id"], "hypothesis": "ས་ས་ས་ས་"} for r in rows])
+    _write_jsonl(d / "copy.jsonl", [{"id": r["id"], "hypothesis": h}
+                                    for r, h in zip(rows, eval_inputs["hyps"]["cold_start"], strict=True)])
+    eval_encoder = build_tiny_encoder([r["bo"] for r in rows] + [r["zh"] for r in rows], tmp_path / "eval_enc",
+                                      vocab_size=400, hidden_size=32, num_layers=1, num_heads=2)
+    out = tmp_path / "report"
+    systems = {n: {"generations": str(d / f"{n}.jsonl")} for n in ("cold_start", "grpo", "constant", "copy")}
+    cfg = _config(eval_inputs, out, minilm_path, eval_encoder=str(eval_encoder), systems=systems)
+    assert main(["run", str(cfg), "--quiet"]) == 0
+    report = json.loads((out / "report.json").read_text())
+    checks = report["output_checks"]["systems"]
+    assert checks["constant"]["constant"] and checks["constant"]["distinct_outputs"] == 1
+    assert checks["copy"]["identical_to"] == ["cold_start"] and not checks["copy"]["constant"]
+    assert report["output_checks"]["identical_groups"] == [["cold_start", "copy"]]
+    sig = report["significance"]
+    assert set(sig["untested"]) == {"constant", "copy"}
+    for name in ("constant", "copy"):
+        assert all(sig["systems"][name][m]["p_value_ar"] is None for m in ("bleu", "chrf"))
+    assert isinstance(sig["systems"]["grpo"]["chrf"]["p_value_ar"], float)  # the sound system is still tested
+    refs = [r["bo"] for r in rows]
+    got = report["systems"]["grpo"]
+    assert got["eval_encoder_similarity"] == pytest.approx(
+        semantic_similarity(eval_inputs["hyps"]["grpo"], refs, str(eval_encoder)), abs=1e-5)
+    assert got["reward_encoder_similarity"] == pytest.approx(
+        semantic_similarity(eval_inputs["hyps"]["grpo"], refs, minilm_path), abs=1e-5)
+    md = (out / "report.md").read_text()
+    assert "| constant | 1 / 12 | 1.00 | constant: one output for every prompt | `ས་ས་ས་ས་` |" in md
+    assert "| copy | BLEU-4 | +0.0000 | not tested | not tested |" in md
+    assert "- constant: constant writes one output for all 12 prompts" in md
+    assert "**1 of 4 systems write the same output for most or all prompts (constant)" in md
+    assert "| eval-encoder sim. (independent) |" in md and f"under `{eval_encoder}`, an encoder that is not" in md

@@ -4,6 +4,7 @@ the judge over real HTTP, and the evaluation command end to end (generation file
 import json
 import threading
 from http.server import BaseHTTPRequestHandler, HTTPServer
+from pathlib import Path
 
 import pytest
 import sacrebleu
@@ -324,3 +325,16 @@ def test_similarity_is_reported_under_the_encoder_that_computed_it(news_pairs):
     assert similarity_note({"encoder": "enc/r", "eval_encoder": "enc/e"}).startswith(
         "eval-encoder sim. (independent) is the cosine under `enc/e`, an encoder that is not the reward's; ")
     assert similarity_note({}) == "No embedding similarity (no encoder set)."
+
+
+def test_quality_axis_is_a_task_metric(tmp_path):
+    from semantic_reward.evaluation.report import write_report
+
+    report = {"systems": {"base": {"rouge_l": 0.1, "chrf": 0.2, "reward_encoder_similarity": 0.9},
+                          "grpo": {"rouge_l": 0.3, "chrf": 0.1, "reward_encoder_similarity": 0.95}},
+              "quality_metric": "rouge_l", "encoder": "enc"}
+    files = write_report(report, tmp_path / "ok")
+    assert Path(files["quality_vs_tax"]).stat().st_size > 10_000
+    report["quality_metric"] = "reward_encoder_similarity"  # the reward's own score is never the quality axis
+    with pytest.raises(ValueError, match="not a task metric"):
+        write_report(report, tmp_path / "bad")
