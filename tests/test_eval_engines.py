@@ -52,7 +52,7 @@ def test_reward_and_evaluation_read_outputs_alike():
         assert [r["reasoning_length"] for r in results] == [float(strip_reasoning(o)[1]) for o in STRANGE]
     finally:
         scorer.service.close()
-    import semantic_reward.evaluation.generate as generate
+    from semantic_reward.evaluation import generate
 
     assert generate.strip_reasoning is strip_reasoning  # one function, no evaluation-only variant
 

@@ -23,7 +23,7 @@ import numpy as np
 
 from .generate import DTYPES, free_accelerator_memory
 
-__all__ = ["token_drift", "drift_summary", "drift_floor"]
+__all__ = ["drift_floor", "drift_summary", "token_drift"]
 
 
 def _load(model: Any, device: str, dtype: str, adapter: str | None = None):

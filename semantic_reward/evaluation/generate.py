@@ -30,8 +30,20 @@ from typing import Any, Protocol
 
 from ..text import strip_reasoning
 
-__all__ = ["EngineSpec", "Engine", "EngineFactory", "SystemEngine", "HfEngine", "VllmEngine", "pick_backend",
-           "open_engine", "generate", "answer_text", "free_accelerator_memory", "write_generations"]
+__all__ = [
+    "Engine",
+    "EngineFactory",
+    "EngineSpec",
+    "HfEngine",
+    "SystemEngine",
+    "VllmEngine",
+    "answer_text",
+    "free_accelerator_memory",
+    "generate",
+    "open_engine",
+    "pick_backend",
+    "write_generations",
+]
 
 logger = logging.getLogger(__name__)
 

@@ -25,7 +25,7 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
-__all__ = ["HandoffError", "latest_checkpoint", "merge_lora", "export_checkpoint", "read_handoff", "HANDOFF_FILE"]
+__all__ = ["HANDOFF_FILE", "HandoffError", "export_checkpoint", "latest_checkpoint", "merge_lora", "read_handoff"]
 
 log = logging.getLogger(__name__)
 
