@@ -19,7 +19,7 @@ from tqdm.auto import tqdm
 from semantic_reward.languages import canonical_language
 from semantic_reward.text import text_units
 from semantic_reward.settings import to_plain
-from semantic_reward.keys import LANGUAGE_KEY, SOURCE_KEY
+from semantic_reward.keys import DECOY_REFERENCE_KEY, DECOY_SOURCE_KEY, LANGUAGE_KEY, SOURCE_KEY
 
 from .config import BuildConfig
 from .errors import InputError
@@ -36,6 +36,29 @@ __all__ = ["BuildResult", "build", "extract_pairs"]
 ABILITY = {"mt": "translation", "headline": "headline_generation"}
 
 
+def with_decoys(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """RL rows with a decoy: the reference and source of the next row (cyclically) of another prompt.
+
+    The reward scores each output against its decoy too, a diagnostic that never enters
+    the reward (``semantic_reward.diagnostics``): a gain that does not depend on the
+    reference earns as much against the decoy. "Another prompt" means another source and
+    another reference; a row for which the file has none gets no decoy (None).
+    """
+    out = []
+    n = len(rows)
+    for i, row in enumerate(rows):
+        reference, source = row["reward_model"].get("ground_truth"), row["extra_info"].get(SOURCE_KEY)
+        decoy = next((rows[(i + k) % n] for k in range(1, n)
+                      if rows[(i + k) % n]["extra_info"].get(SOURCE_KEY) != source
+                      and (reference is None or rows[(i + k) % n]["reward_model"].get("ground_truth") != reference)),
+                     None)
+        extra = dict(row["extra_info"])
+        extra[DECOY_REFERENCE_KEY] = decoy["reward_model"].get("ground_truth") if decoy else None
+        extra[DECOY_SOURCE_KEY] = decoy["extra_info"].get(SOURCE_KEY) if decoy else None
+        out.append({**row, "extra_info": extra})
+    return out
+
+
 @dataclass
 class BuildResult:
     config: BuildConfig
@@ -45,7 +68,7 @@ class BuildResult:
     prompts: PromptBuilder = field(repr=False, default=None)  # type: ignore[assignment]
 
     def rl_rows(self, split: str, pairs: list[Pair] | None = None) -> list[dict[str, Any]]:
-        """verl RL rows (``RLHFDataset``): prompt messages, reward_model, extra_info."""
+        """verl RL rows (``RLHFDataset``): prompt messages, reward_model, extra_info (with a decoy, ``with_decoys``)."""
         cfg = self.config
         pairs = self.splits[split] if pairs is None else pairs
         rows = []
@@ -66,7 +89,7 @@ class BuildResult:
                     "id": pair.id,
                 },
             })
-        return rows
+        return with_decoys(rows)
 
     def sft_rows(self, split: str, pairs: list[Pair] | None = None) -> list[dict[str, Any]]:
         """verl SFT rows (``MultiTurnSFTDataset``): the prompt plus the reference as the assistant turn."""

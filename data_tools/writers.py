@@ -25,6 +25,8 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from semantic_reward.keys import DECOY_REFERENCE_KEY, DECOY_SOURCE_KEY
+
 from .errors import EmptyBuildError, OutputError, os_cause
 from .pipeline import BuildResult
 from .splits import SPLITS
@@ -64,6 +66,7 @@ def _rl_schema() -> pa.Schema:
             ("source", pa.string()), ("target_language", pa.string()), ("source_language", pa.string()),
             ("direction", pa.string()), ("task", pa.string()), ("split", pa.string()),
             ("index", pa.int64()), ("id", pa.string()),
+            (DECOY_REFERENCE_KEY, pa.string()), (DECOY_SOURCE_KEY, pa.string()),
         ])),
     ])
 

@@ -13,12 +13,14 @@ encoded: an output written with the non-breaking tsheg scores as the ordinary on
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 
 from .config import SemanticRewardConfig
+from .diagnostics import DECOY_KEYS
 from .languages import LanguageRegistry
 from .reward_math import (
     apply_batch_median_length_penalty,
@@ -149,18 +151,57 @@ class SemanticScorer:
 
     # -- scoring --------------------------------------------------------------------
     async def score(
-        self, response: Any, reference: Any = None, source: Any = None, language: str | None = None
+        self, response: Any, reference: Any = None, source: Any = None, language: str | None = None,
+        decoy_reference: Any = None, decoy_source: Any = None,
     ) -> dict[str, float]:
-        """Score one output (the per-trajectory path verl drives concurrently)."""
+        """Score one output (the per-trajectory path verl drives concurrently).
+
+        With a decoy (another row's reference and source), the result also holds
+        ``decoy_similarity`` and ``decoy_semantic_reward``: the same output measured against
+        the decoy, a diagnostic of reference specificity (``semantic_reward.diagnostics``)
+        that never enters ``score``. The output is encoded once; the decoy anchors go in a
+        request of their own, cacheable like every reference, so the reward's own request
+        is the one it would be without a decoy.
+        """
         response, reasoning = self._as_text(response)
         reference, source = self._normalized(reference), self._normalized(source)
         texts, flags = self._texts(response, reference, source)
         if language is not None:
             self.languages.get(language)  # unknown per-row language: fail with the list of known ones
+        decoy = self._decoy_texts(response, decoy_reference, decoy_source)
         if is_empty_output(response):
-            return self._with_reasoning(empty_components(self.config), reasoning)
-        cosines = self._cosines(await self.service.embed(texts, flags)) if self.embeds else None
-        return self._with_reasoning(self._finish(response, texts, cosines, reference, source, language), reasoning)
+            result = self._with_reasoning(empty_components(self.config), reasoning)
+            return self._with_decoy(result, dict.fromkeys(DECOY_KEYS, 0.0)) if decoy is not None else result
+        cosines = decoy_cosines = None
+        if self.embeds and decoy is not None:
+            own, anchors = await asyncio.gather(self.service.embed(texts, flags),
+                                                self.service.embed(decoy[1:], [True] * (len(decoy) - 1)))
+            cosines = self._cosines(own)
+            decoy_cosines = [cosine_similarity(own[0], v) for v in anchors]
+        elif self.embeds:
+            cosines = self._cosines(await self.service.embed(texts, flags))
+        result = self._with_reasoning(self._finish(response, texts, cosines, reference, source, language), reasoning)
+        if decoy is None:
+            return result
+        against = self._finish(response, decoy, decoy_cosines, decoy[1] if self.config.mode != "source" else None,
+                               decoy[-1] if self.config.mode != "reference" else None, language)
+        return self._with_decoy(result, {"decoy_similarity": against["semantic_similarity"],
+                                         "decoy_semantic_reward": against["semantic_reward"]})
+
+    def _decoy_texts(self, response: str, decoy_reference: Any, decoy_source: Any) -> list[str] | None:
+        """``[output, decoy anchors...]`` laid out as ``_texts`` does; None unless the mode's anchors are all texts."""
+        if decoy_reference is None and decoy_source is None:
+            return None
+        try:
+            texts, _ = self._texts(response, self._normalized(decoy_reference), self._normalized(decoy_source))
+        except DataError:
+            return None  # a decoy is a diagnostic: a row without a usable one just has none
+        return texts
+
+    @staticmethod
+    def _with_decoy(result: dict[str, float], decoy: dict[str, float]) -> dict[str, float]:
+        result.update({k: float(decoy[k]) for k in DECOY_KEYS})
+        return result
 
     def score_batch(
         self,

@@ -128,7 +128,8 @@ def test_written_rows_are_scored_without_glue(news_build, tokenizer, tmp_path, m
         asyncio.gather(*(manager.run_single(data[i : i + 1]) for i in range(3)))
     )
     info = [r["reward_extra_info"] for r in results]
-    assert all(tuple(i) == REWARD_KEYS for i in info)
+    # every component, then the decoy diagnostics (the written rows carry another row's reference)
+    assert all(tuple(i) == (*REWARD_KEYS, "decoy_similarity", "decoy_semantic_reward") for i in info)
     assert [i["language_reward"] for i in info] == [1.0, 0.0, 0.0]  # Tibetan passes, Chinese source fails
     if mode == "reference":
         assert info[0]["similarity_reference"] == pytest.approx(1.0, abs=1e-5)

@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 
 from .evaluate import EVAL_SIMILARITY, REWARD_SIMILARITY
+from .hacking import hacking_markdown, hacking_plot, is_diagnostic
 from .inputs import InputError
 from .trend import format_trend
 
@@ -152,6 +153,7 @@ def _markdown(report: Mapping[str, Any], pngs: Sequence[tuple[str, str]]) -> str
         lines += ["", f"GRPO training reward: {format_trend(trend)} (a least-squares line, dashed in the plot)."]
         if trend.get("method"):
             lines += ["", f"Trend test: {trend['method']}."]
+    lines += hacking_markdown(report.get("reward_hacking"))  # is the rise reference-specific? (hacking.py)
     lines += [""] + [f"![{title}]({file})" for file, title in pngs]
     return "\n".join(lines) + "\n"
 
@@ -289,7 +291,7 @@ def _reward_curve(curve: Sequence[Mapping[str, float]], path: Path, trend: Mappi
     import matplotlib.pyplot as plt
 
     steps = [r["step"] for r in curve]
-    components = sorted({k for r in curve for k in r} - {"step", "reward_mean"})
+    components = sorted({k for r in curve for k in r if not is_diagnostic(k)} - {"step", "reward_mean"})
     flat = [c for c in components if all(abs(r.get(c, 0.0)) < 1e-12 for r in curve)]
     lengths = [c for c in components if c not in flat and _component_name(c) in _LENGTH_COMPONENTS]
     terms = [c for c in components if c not in flat and c not in lengths]
@@ -341,6 +343,8 @@ def write_report(report: Mapping[str, Any], out_dir: str | Path, drift: Mapping[
     if reward_curve:
         _reward_curve(reward_curve, out / "reward_curve.png", report.get("reward_trend"))
         pngs.append(("reward_curve.png", "reward curve"))
+        if hacking_plot(reward_curve, out / "reward_hacking.png"):  # the diagnostics, drawn apart from the terms
+            pngs.append(("reward_hacking.png", "reward-hacking diagnostics"))
     (out / "report.md").write_text(_markdown(report, pngs), encoding="utf-8")
     (out / "report.json").write_text(json.dumps(report, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
     files = {"json": str(out / "report.json"), "markdown": str(out / "report.md")}

@@ -83,6 +83,7 @@ def run_evaluation(cfg: EvalRunConfig, progress: bool = True,
     from .generate import answer_text, write_generations
     from .inputs import read_cmrc, read_generations, read_test_rows
     from .metrics import output_checks, paired_significance
+    from .hacking import reward_hacking
     from .report import read_reward_curve, write_report
     from .trend import curve_trend
 
@@ -203,6 +204,8 @@ def run_evaluation(cfg: EvalRunConfig, progress: bool = True,
                 "missing": missing,
                 # the GRPO training curve's slope, p of a rise corrected for autocorrelation, first vs last steps
                 "reward_trend": curve_trend(curve) if curve else None,
+                # is the GRPO rise reference-specific or likely reward hacking (steps + validation dumps)?
+                "reward_hacking": reward_hacking(cfg.reward_curve) if cfg.reward_curve else None,
                 "seconds": round(time.perf_counter() - start, 1),
             }
             write_report(report, staging, drift=drift_arrays, reward_curve=curve)

@@ -20,6 +20,7 @@ from omegaconf import OmegaConf
 from data_tools.errors import DataToolsError
 from data_tools.lengths import check_lengths, load_stats, recipe_lengths
 
+from ..diagnostics import dump_diagnostics
 from ..recipe_check import RECIPES_DIR, check_recipe, recipe_kind
 from .handoff import export_checkpoint, latest_checkpoint
 from .metrics import parse_step_line, reward_steps
@@ -213,13 +214,15 @@ def audit_tau(audit_dir: str | Path) -> dict[str, Any]:
 
 
 def validation_summary(folder: Path) -> list[dict[str, Any]]:
-    """verl's validation dumps (``STEP.jsonl``, one row per generation) -> step, file, rows, mean score."""
+    """verl's validation dumps (``STEP.jsonl``, one row per generation) -> step, file, rows, mean score, and the
+    dump's reward-hacking diagnostics (distinct outputs over prompts, repeated 4-gram ratio...: ``diagnostics``)."""
     out = []
     for path in sorted(folder.glob("*.jsonl"), key=lambda p: int(p.stem) if p.stem.isdigit() else -1):
-        scores = [float(json.loads(line)["score"]) for line in path.read_text(encoding="utf-8").splitlines()
-                  if line.strip()]
+        rows = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+        scores = [float(r["score"]) for r in rows]
         out.append({"step": int(path.stem) if path.stem.isdigit() else None, "file": str(path), "rows": len(scores),
-                    "score_mean": sum(scores) / len(scores) if scores else None})
+                    "score_mean": sum(scores) / len(scores) if scores else None,
+                    "diagnostics": dump_diagnostics(rows)})
     return out
 
 

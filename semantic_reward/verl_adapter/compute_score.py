@@ -24,7 +24,7 @@ from typing import Any
 from ..config import ConfigError, SemanticRewardConfig
 from ..encoders import EncoderError, check_device, check_model
 from ..scorer import SemanticScorer
-from ..keys import LANGUAGE_KEY, SOURCE_KEY
+from ..keys import DECOY_REFERENCE_KEY, DECOY_SOURCE_KEY, LANGUAGE_KEY, SOURCE_KEY
 
 __all__ = ["compute_score", "get_scorer", "validate_reward_kwargs"]
 
@@ -118,4 +118,6 @@ async def compute_score(
         reference=ground_truth,
         source=extra_info.get(SOURCE_KEY),
         language=extra_info.get(LANGUAGE_KEY),
+        decoy_reference=extra_info.get(DECOY_REFERENCE_KEY),
+        decoy_source=extra_info.get(DECOY_SOURCE_KEY),
     )

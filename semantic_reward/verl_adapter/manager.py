@@ -23,7 +23,7 @@ from verl.experimental.reward_loop.reward_manager.base import RewardManagerBase
 from ..config import ConfigError, SemanticRewardConfig
 from ..encoders import EncoderError
 from ..scorer import SemanticScorer
-from ..keys import LANGUAGE_KEY, SOURCE_KEY
+from ..keys import DECOY_REFERENCE_KEY, DECOY_SOURCE_KEY, LANGUAGE_KEY, SOURCE_KEY
 
 __all__ = ["SemanticRewardManager", "settings_from_verl_config"]
 
@@ -107,5 +107,7 @@ class SemanticRewardManager(RewardManagerBase):
             reference=reward_model.get("ground_truth"),
             source=extra_info.get(SOURCE_KEY),
             language=extra_info.get(LANGUAGE_KEY),
+            decoy_reference=extra_info.get(DECOY_REFERENCE_KEY),
+            decoy_source=extra_info.get(DECOY_SOURCE_KEY),
         )
         return {"reward_score": result["score"], "reward_extra_info": result}

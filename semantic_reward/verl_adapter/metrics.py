@@ -18,6 +18,14 @@ Components are the reward's ``REWARD_KEYS`` (similarity, R_sim, R_lang, script s
 penalties, and any later key such as a reasoning length); nothing is added unless the
 batch holds the semantic reward's own keys, so other rewards are untouched.
 
+Beside the means, each step gets the reward-hacking diagnostics of
+``semantic_reward.diagnostics`` as ``semantic_reward/diagnostics/<name>``: reference
+specificity (R_sim and similarity against the own reference minus against the row's
+decoy reference), the share of groups with no reward spread, the share of samples at
+the tau floor and, on the V1 trainer (which has the tokenizer to read the outputs),
+distinct-1/2 within groups and over the step, distinct outputs and the repeated 4-gram
+ratio. The hook's own time is logged as ``timing_s/semantic_reward_diagnostics``.
+
 Activation: ``install()``, which ``semantic_reward.verl_adapter.manager`` calls when
 it is imported, i.e. in every verl process through the ``verl.plugins`` entry point.
 It patches the trainer modules if already imported, else the moment they are
@@ -33,10 +41,13 @@ import functools
 import logging
 import math
 import os
+import time
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
+from ..diagnostics import step_diagnostics
 from ..import_patches import patch_on_import
+from ..text import normalize, strip_reasoning
 
 __all__ = [
     "METRIC_PREFIX",
@@ -44,6 +55,9 @@ __all__ = [
     "VERL_VERSION",
     "MetricsHookError",
     "component_means",
+    "diagnostic_metrics",
+    "legacy_diagnostics",
+    "v1_step_metrics",
     "install",
     "patch_legacy_trainer",
     "patch_v1_trainer",
@@ -55,6 +69,10 @@ VERL_VERSION = "0.9.1"
 """The verl release whose trainers this patch was written against and tested with."""
 
 METRIC_PREFIX = "semantic_reward/"
+DIAGNOSTIC_PREFIX = "semantic_reward/diagnostics/"
+DIAGNOSTIC_TIMING = "timing_s/semantic_reward_diagnostics"
+NGRAM = 4
+"""The repeated n-gram order of the diagnostics: fixed, so that runs with other penalty settings compare."""
 SWITCH = "SEMANTIC_REWARD_TRAIN_METRICS"
 _MARKERS = ("semantic_similarity", "language_reward")  # present in every semantic reward result
 _LEGACY = "verl.trainer.ppo.ray_trainer"
@@ -113,6 +131,49 @@ def columns_from_extra_fields(extra_fields: Iterable[Any]) -> dict[str, list]:
     return {key: [info.get(key) for info in infos] for key in keys}
 
 
+def diagnostic_metrics(
+    infos: list[Mapping[str, Any]], groups: list[Any], outputs: list[str] | None = None
+) -> dict[str, float]:
+    """``{"semantic_reward/diagnostics/<name>": value}`` of one step; ``{}`` unless the samples are ours."""
+    if not infos or not all(isinstance(i, Mapping) and all(m in i for m in _MARKERS) for i in infos):
+        return {}
+    values = step_diagnostics(infos, groups, outputs, n=NGRAM)
+    return {f"{DIAGNOSTIC_PREFIX}{k}": v for k, v in values.items()}
+
+
+def _reasoning_tags(config: Any) -> tuple[str, str] | None:
+    """The reward's reasoning tags when it strips a reasoning block (the default), else None."""
+    from ..config import SemanticRewardConfig
+
+    try:
+        kwargs = config.get("reward").get("reward_kwargs") or {}
+        if not hasattr(kwargs, "items"):
+            kwargs = {}
+        try:
+            from omegaconf import DictConfig, OmegaConf
+
+            if isinstance(kwargs, DictConfig):
+                kwargs = OmegaConf.to_container(kwargs, resolve=True)
+        except ImportError:  # pragma: no cover - omegaconf comes with verl
+            pass
+        reasoning = SemanticRewardConfig.from_mapping(
+            {k: v for k, v in dict(kwargs).items() if k not in ("reward_router_address", "reward_model_tokenizer")}
+        ).reasoning
+    except Exception:  # another reward's settings, or none: read outputs as the default reward would
+        reasoning = SemanticRewardConfig().reasoning
+    return (reasoning.open_tag, reasoning.close_tag) if reasoning.strip else None
+
+
+def read_outputs(texts: Iterable[str], tags: tuple[str, str] | None) -> list[str]:
+    """Decoded responses as the reward reads them: reasoning block removed, normalised."""
+    out = []
+    for text in texts:
+        if tags is not None:
+            text, _ = strip_reasoning(text, *tags)
+        out.append(normalize(text))
+    return out
+
+
 # -- version check and the two patches -------------------------------------------------------------
 def _check_version() -> None:
     import verl
@@ -126,10 +187,10 @@ def _check_version() -> None:
         )
 
 
-def _warn_once(state: dict, message: str, exc: BaseException) -> None:
+def _warn_once(state: dict, message: str, exc: BaseException, what: str = "reward component metrics") -> None:
     if not state.get("warned"):
         state["warned"] = True
-        logger.warning("%s (%r); reward component metrics are skipped from now on", message, exc)
+        logger.warning("%s (%r); %s are skipped from now on", message, exc, what)
 
 
 def patch_legacy_trainer(module: Any) -> None:
@@ -141,6 +202,7 @@ def patch_legacy_trainer(module: Any) -> None:
     if getattr(original, _FLAG, False):
         return
     state: dict = {}
+    diagnostics_state: dict = {}
 
     @functools.wraps(original)
     def compute_data_metrics(batch, use_critic: bool = True):
@@ -150,19 +212,69 @@ def patch_legacy_trainer(module: Any) -> None:
                 metrics.update(component_means(batch.non_tensor_batch))
             except Exception as exc:  # a metric must never stop training
                 _warn_once(state, "semantic reward: cannot read reward components from the batch", exc)
+        if not diagnostics_state.get("warned"):
+            try:
+                metrics.update(legacy_diagnostics(batch.non_tensor_batch))
+            except Exception as exc:  # nor a diagnostic
+                _warn_once(diagnostics_state, "semantic reward: cannot compute the step diagnostics", exc,
+                           "the step diagnostics")
         return metrics
 
     setattr(compute_data_metrics, _FLAG, True)
     module.compute_data_metrics = compute_data_metrics
 
 
-def v1_component_means(batch: Any, kv_batch_get: Callable[..., Any]) -> dict[str, float]:
-    """The component means of a V1 step, read from TransferQueue (padding samples left out)."""
-    keys = [key for key, tag in zip(batch.keys, batch.tags, strict=True) if not (tag or {}).get("is_padding", False)]
+def _real_keys(batch: Any) -> list[str]:
+    return [key for key, tag in zip(batch.keys, batch.tags, strict=True) if not (tag or {}).get("is_padding", False)]
+
+
+def legacy_diagnostics(columns: Mapping[str, Any]) -> dict[str, float]:
+    """The legacy trainer's step diagnostics, from the component columns and ``uid`` (no text: no tokenizer here)."""
+    if "uid" not in columns or not all(marker in columns for marker in _MARKERS):
+        return {}
+    start = time.perf_counter()
+    keys = [k for k in columns if k != "uid"]
+    lists = {k: _as_list(columns[k]) for k in keys}
+    groups = _as_list(columns["uid"])
+    infos = [{k: lists[k][i] for k in keys} for i in range(len(groups))]
+    metrics = diagnostic_metrics(infos, groups)
+    if metrics:
+        metrics[DIAGNOSTIC_TIMING] = time.perf_counter() - start
+    return metrics
+
+
+def v1_step_metrics(batch: Any, kv_batch_get: Callable[..., Any], tokenizer: Any = None, config: Any = None,
+                    state: dict | None = None) -> dict[str, float]:
+    """A V1 step's component means and diagnostics, from one TransferQueue read (padding samples left out).
+
+    The diagnostics read the prompt uids and the decoded responses as well; when they
+    fail (a warning, once), the means are still returned.
+    """
+    keys = _real_keys(batch)
     if not keys:
         return {}
-    data = kv_batch_get(keys=keys, partition_id=batch.partition_id, select_fields=["extra_fields"])
-    return component_means(columns_from_extra_fields(_as_list(data["extra_fields"])))
+    data = kv_batch_get(keys=keys, partition_id=batch.partition_id, select_fields=["uid", "responses", "extra_fields"])
+    extra = _as_list(data["extra_fields"])
+    metrics = component_means(columns_from_extra_fields(extra))
+    if not metrics or (state is not None and state.get("warned")):
+        return metrics
+    start = time.perf_counter()
+    try:
+        infos = [(f.get("reward_extra_info") or {}) if isinstance(f, Mapping) else {} for f in extra]
+        groups = [str(u) for u in _as_list(data["uid"])]
+        outputs = None
+        if tokenizer is not None:
+            rows = data["responses"].unbind() if hasattr(data["responses"], "unbind") else list(data["responses"])
+            outputs = read_outputs((tokenizer.decode(row, skip_special_tokens=True) for row in rows),
+                                   _reasoning_tags(config))
+        diagnostics = diagnostic_metrics(infos, groups, outputs)
+    except Exception as exc:  # a diagnostic must never stop training, nor take the means with it
+        _warn_once(state if state is not None else {}, "semantic reward: cannot compute the step diagnostics", exc,
+                   "the step diagnostics")
+        return metrics
+    if diagnostics:
+        diagnostics[DIAGNOSTIC_TIMING] = time.perf_counter() - start
+    return {**metrics, **diagnostics}
 
 
 def patch_v1_trainer(module: Any) -> None:
@@ -175,13 +287,15 @@ def patch_v1_trainer(module: Any) -> None:
     if getattr(original, _FLAG, False):
         return
     state: dict = {}
+    diagnostics_state: dict = {}
 
     @functools.wraps(original)
     def _compute_metrics(self, batch, metrics, timing_raw, global_steps, epoch):
         result = original(self, batch, metrics, timing_raw, global_steps, epoch)
         if not state.get("warned"):
             try:
-                metrics.update(v1_component_means(batch, module.tq.kv_batch_get))
+                metrics.update(v1_step_metrics(batch, module.tq.kv_batch_get, getattr(self, "tokenizer", None),
+                                               getattr(self, "config", None), diagnostics_state))
             except Exception as exc:  # a metric must never stop training
                 _warn_once(state, "semantic reward: cannot read reward components from TransferQueue", exc)
         return result
