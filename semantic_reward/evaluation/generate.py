@@ -39,7 +39,6 @@ __all__ = [
     "VllmEngine",
     "answer_text",
     "free_accelerator_memory",
-    "generate",
     "open_engine",
     "pick_backend",
     "write_generations",
@@ -259,19 +258,6 @@ class SystemEngine:
         self.closed = True
         if engine is not None:
             engine.shutdown()
-
-
-def generate(model_path: str, prompts: Sequence[Prompt], backend: str = "auto", batch_size: int = 8,
-             max_new_tokens: int = 256, enable_thinking: bool = False, device: str = "auto",
-             progress: bool = True, dtype: str = "float32", adapter: str | None = None) -> list[str]:
-    """One greedy completion per chat prompt, from an engine opened and shut down for this call."""
-    spec = EngineSpec(model=model_path, adapter=adapter, dtype=dtype, enable_thinking=enable_thinking,
-                      batch_size=batch_size, device=device, progress=progress)
-    engine = SystemEngine(backend, spec)
-    try:
-        return engine.generate(prompts, max_new_tokens)
-    finally:
-        engine.close()
 
 
 def write_generations(rows: Sequence[dict[str, Any]], hypotheses: Sequence[str], path: str | Path) -> None:
