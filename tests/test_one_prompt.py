@@ -5,8 +5,8 @@ For rows of a real ``python -m data_tools mt`` build:
               the loss-masked ids before the first trained token;
   RL          verl's single-turn agent loop, built with the GRPO recipe's composed config and given the
               row of verl's RLHFDataset, against a stand-in server that records the prompt ids it is sent;
-  evaluation  ``semantic_reward.evaluation.generate`` on the transformers path: the ids the model's
-              ``generate`` receives (left padding removed).
+  evaluation  the evaluation's engine for one system (``evaluation.generate.SystemEngine``, transformers
+              path): the ids the model's ``generate`` receives (left padding removed).
 All three must be the same ids, for the profile's thinking off (with Qwen3's empty think block) and on.
 """
 
@@ -125,8 +125,13 @@ def _eval_prompt_ids(build, policy_dir, thinking: bool, monkeypatch) -> tuple[li
         return original(self, *args, **kwargs)
 
     monkeypatch.setattr(GenerationMixin, "generate", spy)
-    gen.generate(policy_dir, [r["prompt"] for r in rows], backend="hf", batch_size=8, max_new_tokens=1,
-                 enable_thinking=thinking, device="cpu", progress=False)
+    # one system's engine, as the evaluation runner opens it (transformers path, the profile's thinking)
+    spec = gen.EngineSpec(model=policy_dir, enable_thinking=thinking, batch_size=8, device="cpu", progress=False)
+    engine = gen.SystemEngine("hf", spec)
+    try:
+        engine.generate([r["prompt"] for r in rows], max_new_tokens=1)
+    finally:
+        engine.close()
     return [r["id"] for r in rows], seen
 
 
