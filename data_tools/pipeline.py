@@ -168,6 +168,7 @@ def build(config: BuildConfig, progress: bool | None = None, tokenizer: Any = No
             raw = (pair.source, pair.target)
             pair.source = normalizer(pair.source, chinese=src_zh)
             if truncator is not None:
+                pair.extra["split_source"] = pair.source  # the split follows the whole text, not the budget
                 pair.source = truncator(pair.source)
             if pair.target is not None:
                 pair.target = normalizer(pair.target, chinese=tgt_zh)

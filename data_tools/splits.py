@@ -12,20 +12,32 @@ an earlier row follows that row's split; a row whose two sides already sit in tw
 different splits cannot be placed without a leak and is dropped and counted
 (``SplitAssigner.conflicts``). Both rules look only at earlier rows and treat the
 two sides alike, so appends and the direction still move nothing.
+
+A source cut to a token budget is placed by its whole text (``pair.extra["split_source"]``), so a row's
+split does not depend on the tokenizer or the budget: a base model can be prepared on the rows outside
+test before the policy's tokenizer exists, with the same code and settings (``data_tools.manifest``).
+Every stage that splits a corpus gets its settings as flags from :func:`split_flags`.
 """
 
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable
+import dataclasses
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from semantic_reward.settings import build_dataclass
 
 from .config import SplitConfig
 from .records import Pair
 
-__all__ = ["SPLITS", "unit_hash", "pair_key", "SplitAssigner", "few_shot_subset", "check_disjoint"]
+__all__ = ["SPLITS", "SPLIT_KEYS", "unit_hash", "pair_key", "SplitAssigner", "few_shot_subset", "check_disjoint",
+           "split_flags"]
 
 SPLITS = ("cold_start", "rl", "dev", "test")
 _SEP = "\x1e"  # record separator: cannot occur in normalised text (control characters are stripped)
+SPLIT_KEYS = ("seed", "test", "dev", "cold_start", "cold_start_gate")
+"""The SplitConfig fields a row's split depends on (few-shot sizes only pick subsets of training rows)."""
 
 
 def unit_hash(seed: int, salt: str, text: str) -> float:
@@ -34,15 +46,21 @@ def unit_hash(seed: int, salt: str, text: str) -> float:
     return int.from_bytes(digest, "big") / 2**64
 
 
+def _split_source(pair: Pair) -> str:
+    """The source a row is placed by: the whole normalised text, also where the build cut it to a budget."""
+    return pair.extra.get("split_source", pair.source)
+
+
 def pair_key(pair: Pair) -> str:
     """The text a row is hashed by: its two sides in sorted order, so either direction gives the same key."""
     if pair.target is None:
-        return pair.source
-    return _SEP.join(sorted((pair.source, pair.target)))
+        return _split_source(pair)
+    return _SEP.join(sorted((_split_source(pair), pair.target)))
 
 
 def _texts(pair: Pair) -> tuple[str, ...]:
-    return (pair.source,) if pair.target is None else (pair.source, pair.target)
+    source = _split_source(pair)
+    return (source,) if pair.target is None else (source, pair.target)
 
 
 class SplitAssigner:
@@ -108,3 +126,24 @@ def check_disjoint(splits: dict[str, Iterable[Pair]]) -> None:
                 other = owner.setdefault(text, name)
                 if other != name:
                     raise AssertionError(f"row {pair.id!r} is in both {other!r} and {name!r}")
+
+
+def split_flags(settings: Mapping[str, Any] | SplitConfig, rename: Mapping[str, str] | None = None) -> list[str]:
+    """Command-line flags that give a build exactly these split settings (every :data:`SPLIT_KEYS` field).
+
+    The data stage and the encoder tools both take their splits from these flags, so one mapping (the
+    profile's ``data``) gives every stage that splits a corpus the same split. ``settings`` may hold only
+    some keys (the rest keep SplitConfig's defaults, written out so no tool's own default decides);
+    ``rename`` maps a field to another flag name where a tool's parser already uses the usual one.
+    """
+    if isinstance(settings, SplitConfig):
+        config = settings
+    else:
+        config = build_dataclass(SplitConfig, dict(settings), "splits.")  # an unknown key fails here
+    rename = dict(rename or {})
+    fields = {f.name: f for f in dataclasses.fields(SplitConfig)}
+    flags: list[str] = []
+    for key in SPLIT_KEYS:
+        name = rename.get(key) or fields[key].metadata.get("flag") or key.replace("_", "-")
+        flags += [f"--{name}", str(getattr(config, key))]
+    return flags

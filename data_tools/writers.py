@@ -7,6 +7,7 @@ Layout of an output folder (documented in README):
     sft/train_all.parquet                   cold_start + rl: the "strong SFT" baseline's data
     rl/few_shot_{K}.parquet, sft/few_shot_{K}.parquet   few-shot subsets of the training rows
     stats.json                              counts, filter reasons, length percentiles, settings
+    splits.json                             each split's row ids and text hashes (data_tools.manifest)
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ import pyarrow.parquet as pq
 from semantic_reward.keys import DECOY_REFERENCE_KEY, DECOY_SOURCE_KEY
 
 from .errors import EmptyBuildError, OutputError, os_cause
+from .manifest import SPLIT_MANIFEST, split_manifest
 from .pipeline import BuildResult
 from .splits import SPLITS
 
@@ -159,6 +161,9 @@ def _write_files(result: BuildResult, folder: Path) -> dict[str, str]:
         put(f"rl/few_shot_{k}", result.rl_rows("rl", pairs), rl_schema)
         if has_targets:
             put(f"sft/few_shot_{k}", result.sft_rows("rl", pairs), sft_schema)
+    manifest = json.dumps(split_manifest(result), ensure_ascii=False, separators=(",", ":")) + "\n"
+    (folder / SPLIT_MANIFEST).write_text(manifest, encoding="utf-8")  # each split's row ids and text hashes
+    written["splits"] = SPLIT_MANIFEST
     text = json.dumps(result.stats, indent=2, ensure_ascii=False, sort_keys=True) + "\n"
     (folder / "stats.json").write_text(text, encoding="utf-8")
     written["stats"] = "stats.json"

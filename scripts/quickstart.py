@@ -21,6 +21,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "scripts"))
+EXPERIMENT = ROOT / "recipes" / "experiments" / "mt_zh_bo.yaml"
 
 
 def _tiny_builders():
@@ -31,17 +32,26 @@ def _tiny_builders():
 
 
 def prepare(corpus: Path, prep: Path, lm_steps: int) -> tuple[Path, Path]:
-    """Tiny base policy and tiny untrained encoder, built once (kept between runs)."""
+    """Tiny base policy and tiny untrained encoder, built once (kept between runs) from the corpus rows outside
+    the experiment's test split; each folder's training_data.json lists those rows (a stale one is rebuilt)."""
+    from data_tools.manifest import MODEL_MANIFEST, manifest_part, pair_rows, same_rows, write_manifest
+    from semantic_reward.experiment.splits import rows_outside_test
+
     build_tiny_policy, train_causal_lm, build_tiny_encoder = _tiny_builders()
-    rows = [json.loads(line) for line in corpus.read_text(encoding="utf-8").splitlines() if line.strip()]
-    texts = [r["bo"] for r in rows] + [r["zh"] for r in rows]
+    # the data stage's own split code and settings: the test rows never reach a tokenizer or the LM pass
+    rows, where = rows_outside_test(EXPERIMENT, "cpu-tiny", [f"inputs.corpus={corpus}"])
+    texts = [p.target for p in rows] + [p.source for p in rows]
+    parts = [manifest_part("train", pair_rows(rows), **where, note="tokenizer and language-model pass")]
     policy, encoder = prep / "policy", prep / "encoder_untrained"
-    if not (policy / "config.json").is_file():
+    if not (policy / "config.json").is_file() or not same_rows(policy / MODEL_MANIFEST, parts):
         init = build_tiny_policy(texts, prep / "policy_init", vocab_size=2000, hidden_size=64, num_layers=2,
                                  num_heads=4)
         train_causal_lm(init, texts, policy, steps=lm_steps, max_length=96)
-    if not (encoder / "config.json").is_file():
+        write_manifest(policy / MODEL_MANIFEST, parts, what="tiny base policy (scripts/quickstart.py prepare)")
+    if not (encoder / "config.json").is_file() or not same_rows(encoder / MODEL_MANIFEST, parts):
         build_tiny_encoder(texts, encoder)
+        write_manifest(encoder / MODEL_MANIFEST, [{**parts[0], "note": "tokenizer"}],
+                       what="tiny untrained reward encoder (scripts/quickstart.py prepare)")
     return policy, encoder
 
 

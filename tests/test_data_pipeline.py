@@ -109,7 +109,7 @@ def test_same_input_and_seed_give_byte_identical_outputs(tmp_path, news_pairs):
     assert cli_main([*args, "--out", str(tmp_path / "a")]) == 0
     assert cli_main([*args, "--out", str(tmp_path / "b")]) == 0
     a, b = digest_tree(tmp_path / "a"), digest_tree(tmp_path / "b")
-    assert a == b and len(a) == 12
+    assert a == b and len(a) == 13  # 11 parquet files, stats.json, splits.json
     assert cli_main([*args, "--seed", "1", "--out", str(tmp_path / "c")]) == 0
     assert digest_tree(tmp_path / "c")["rl/test.parquet"] != a["rl/test.parquet"]
 

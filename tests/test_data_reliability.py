@@ -103,13 +103,13 @@ def test_stale_files_of_an_earlier_build_never_survive(tmp_path, news_pairs):
     assert (out / "rl" / "few_shot_100.parquet").exists()
     assert cli_main(["mt", "--input", str(NEWS), "--out", str(out), "--quiet"]) == 0
     assert not list(out.rglob("few_shot_*"))
-    assert len(digest_tree(out)) == 10  # 4 rl + 4 sft + train_all + stats
+    assert len(digest_tree(out)) == 11  # 4 rl + 4 sft + train_all + stats + splits
     zh = tmp_path / "zh.txt"
     zh.write_text("".join(r["zh"] + "\n" for r in news_pairs), encoding="utf-8")
     assert cli_main(["mt", "--input", str(zh), "--source-only", "--out", str(out), "--quiet"]) == 0
     assert not (out / "sft").exists()
     assert sorted(digest_tree(out)) == ["rl/cold_start.parquet", "rl/dev.parquet", "rl/rl.parquet",
-                                        "rl/test.parquet", "stats.json"]
+                                        "rl/test.parquet", "splits.json", "stats.json"]
 
 
 def test_a_failed_rebuild_keeps_the_old_build_and_leaves_nothing(tmp_path, news_pairs, monkeypatch):

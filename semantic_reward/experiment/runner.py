@@ -21,7 +21,9 @@ from pathlib import Path
 from typing import Any
 
 from ..recipe_check import RECIPES_DIR, recipe_path
+from .provenance import TestRowLeak, check_no_test_leak, stage_data
 from .spec import Experiment, ExperimentError, fingerprint, profile_path
+from .splits import check_split_agreement
 from .stages import RUNNERS, StageContext, StageFailed
 
 __all__ = ["RunError", "run_experiment", "stage_fingerprints", "run_command"]
@@ -128,10 +130,11 @@ def run_experiment(exp: Experiment, force: str | None = None,
         old = {r["name"]: r for r in json.loads((run_dir / "stages.json").read_text(encoding="utf-8"))}
     fps = stage_fingerprints(exp)
     start = _plan(exp, old, fps, force)
+    splits = check_split_agreement(exp)  # stages that split one corpus differently are refused before any runs
     (run_dir / "experiment.json").write_text(json.dumps(
         {"name": exp.name, "profile": exp.profile, "profile_file": str(profile_path(exp.profile)),
-         "profile_overrides": exp.profile_overrides, "profile_values": exp.profile_values}, indent=2,
-        ensure_ascii=False) + "\n", encoding="utf-8")
+         "profile_overrides": exp.profile_overrides, "profile_values": exp.profile_values, "splits": splits},
+        indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
     names = list(exp.stages)
     records = [old[n] if i < start else {"name": n, "kind": exp.stages[n]["kind"], "status": "pending",
                                           "seconds": None, "command": None, "model_in": None, "model_out": None,
@@ -156,8 +159,16 @@ def run_experiment(exp: Experiment, force: str | None = None,
         ctx = StageContext(name, spec, stage_dir, exp, run_command)
         t0 = time.perf_counter()
         try:
+            if spec["kind"] == "evaluation":  # no test row may have been seen by anything trained
+                record["provenance"] = check_no_test_leak(exp, records, name)
+                _write(run_dir, records)
             result = runners[spec["kind"]](ctx)
+            data = stage_data(exp, name, spec)  # what the stage trained, selected or audited on
+            if data is not None:
+                result = {**result, "data": data}
         except Exception as exc:  # any failure is recorded with its cause; the next run starts here
+            if isinstance(exc, TestRowLeak):
+                record["provenance"] = exc.result
             record.update(status="failed", seconds=round(time.perf_counter() - t0, 1),
                           command=ctx.commands[0] if ctx.commands else None, commands=ctx.commands,
                           cause=f"{type(exc).__name__}: {exc}")

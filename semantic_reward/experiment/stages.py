@@ -25,6 +25,7 @@ from ..recipe_check import RECIPES_DIR, check_recipe, recipe_kind
 from .handoff import export_checkpoint, latest_checkpoint
 from .metrics import parse_step_line, reward_steps
 from .spec import Experiment, planned_outputs
+from .splits import data_args, encoder_corpus_args
 
 __all__ = ["StageFailed", "StageContext", "RUNNERS"]
 
@@ -76,8 +77,8 @@ def _as_list(value: Any) -> list[str]:
 
 def run_data(ctx: StageContext) -> dict[str, Any]:
     s = ctx.spec
-    cmd = [PY, "-m", "data_tools", s.get("task", "mt"), "--input", *_as_list(s["input"]), "--out", ctx.outputs["out"],
-           "--quiet", *(["--direction", s["direction"]] if s.get("direction") else []), *_as_list(s.get("args"))]
+    # task, input, direction, the split settings (spec "splits") and args: the split is read back from the same list
+    cmd = [PY, "-m", "data_tools", *data_args(s), "--out", ctx.outputs["out"], "--quiet"]
     config = ctx.save_config(s)
     ctx.execute(cmd)
     return {"config": config, "model_in": None, "model_out": None}
@@ -86,7 +87,7 @@ def run_data(ctx: StageContext) -> dict[str, Any]:
 def run_encoder_train(ctx: StageContext) -> dict[str, Any]:
     s = ctx.spec
     cmd = [PY, "-m", "semantic_reward.encoder_tools", "train", "--model", str(s["model_in"]),
-           "--input", *_as_list(s["input"]), "--direction", s["direction"], "--out", ctx.outputs["out"],
+           *encoder_corpus_args(s), "--out", ctx.outputs["out"],
            "--epochs", str(s["epochs"]), "--batch-size", str(s["batch_size"]), "--lr", str(s["lr"]),
            *_as_list(s.get("args"))]
     config = ctx.save_config(s)
@@ -98,8 +99,8 @@ def run_encoder_train(ctx: StageContext) -> dict[str, Any]:
 
 def run_encoder_audit(ctx: StageContext) -> dict[str, Any]:
     s = ctx.spec
-    cmd = [PY, "-m", "semantic_reward.encoder_tools", "audit", "--input", *_as_list(s["input"]),
-           "--direction", s["direction"], "--encoder", f"reward={s['model_in']}", "--out", ctx.outputs["out"],
+    cmd = [PY, "-m", "semantic_reward.encoder_tools", "audit", *encoder_corpus_args(s),
+           "--encoder", f"reward={s['model_in']}", "--out", ctx.outputs["out"],
            *_as_list(s.get("args"))]
     config = ctx.save_config(s)
     ctx.execute(cmd)
