@@ -128,7 +128,8 @@ def manifest_part(role: str, rows: list[dict[str, Any]], file: str | os.PathLike
                   splits: Sequence[str] | None = None, split_settings: Mapping[str, Any] | None = None,
                   note: str | None = None) -> dict[str, Any]:
     """One part of a data manifest: rows used for one purpose (train, selection, audit, ...)."""
-    return {"role": role, "file": None if file is None else str(file), "splits": None if splits is None else list(splits),
+    return {"role": role, "file": None if file is None else str(file),
+            "splits": None if splits is None else list(splits),
             "split_settings": None if split_settings is None else dict(split_settings), "note": note, "rows": rows}
 
 

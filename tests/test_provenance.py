@@ -104,7 +104,7 @@ class Stubs:
         monkeypatch.setattr(train, "train_encoder", fake_train)
         monkeypatch.setattr(train, "load_as_sentence_transformer", lambda path, *a, **k: path)
         monkeypatch.setattr(audit, "audit_encoder",
-                            lambda model, src, tgt, *a, **k: {"verdict": "usable", "verdict_reasons": [], "rows": len(src)})
+                            lambda model, src, tgt, *a, **k: {"verdict": "usable", "verdict_reasons": []})
         monkeypatch.setattr(audit, "write_reports", fake_reports)
 
     def _corpus_args(self, spec) -> list[str]:
@@ -267,7 +267,8 @@ def test_an_sft_stage_trained_on_test_rows_is_named_with_its_file(tmp_path, setu
 def test_stages_that_split_one_corpus_differently_are_refused_before_anything_runs(tmp_path, setup, monkeypatch):
     path, corpus, policy, _ = setup
     stubs = Stubs(monkeypatch)
-    exp = load_experiment(path, "cpu-tiny", tmp_path / "run", [f"profile.model={policy}", "stages.encoder.splits.seed=7"])
+    exp = load_experiment(path, "cpu-tiny", tmp_path / "run",
+                          [f"profile.model={policy}", "stages.encoder.splits.seed=7"])
     with pytest.raises(ExperimentError, match=r"stages 'data' and 'encoder' split .*corpus\.jsonl with other settings "
                                               r"\(seed 0 vs 7"):
         run_experiment(exp, runners=stubs.runners)

@@ -153,7 +153,7 @@ def main(argv: list[str] | None = None) -> int:
         write_manifest(Path(final) / MODEL_MANIFEST, [
             _manifest_part("train", used["train"], ("cold_start", "rl"), corpus),
             _manifest_part("selection", used["selection"], ("dev",), corpus)],
-            what=f"reward encoder fine-tuned from {cfg.model} (contrastive pairs; checkpoint chosen on the selection rows)")
+            what=f"reward encoder fine-tuned from {cfg.model} (checkpoint chosen on the selection rows)")
         selection = Path(cfg.output_dir) / "selection.json"
         if selection.exists():
             kept = json.loads(selection.read_text(encoding="utf-8")).get("best_checkpoint")
@@ -186,7 +186,7 @@ def main(argv: list[str] | None = None) -> int:
     files = write_reports(results, Path(args.out))
     files["rows"] = str(write_manifest(Path(args.out) / AUDIT_MANIFEST,
                                        [_manifest_part("audit", audited, tuple(args.splits), corpus)],
-                                       what=f"rows the encoder audit scored ({', '.join(results)}): its tau may set the reward"))
+                                       what=f"rows the encoder audit scored ({', '.join(results)})"))
     print(f"wrote {', '.join(files.values())}")
     return 0
 
