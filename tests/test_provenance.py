@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import random
+import shlex
 from pathlib import Path
 
 import pyarrow.parquet as pq
@@ -414,3 +415,32 @@ def test_quickstart_prepares_the_base_models_on_the_rows_outside_test_only(tmp_p
     (policy / MODEL_MANIFEST).unlink()
     quickstart.prepare(corpus, tmp_path / "prep", lm_steps=1)
     assert set(seen) == {"policy_tokenizer", "lm"}  # an old prep policy (no manifest) is rebuilt
+
+
+def test_the_stage_commands_carry_the_profile_split_to_both_tools(tmp_path):
+    """The commands run_data / run_encoder_train / run_encoder_audit execute, parsed by each tool's own parser:
+    the same split settings (the profile's data), and the audit scores dev."""
+    from data_tools.cli import config_from_args, parser as data_parser
+    from data_tools.manifest import split_settings
+    from semantic_reward.encoder_tools.__main__ import parser as encoder_parser
+    from semantic_reward.experiment.stages import RUNNERS, StageContext
+    from semantic_reward.settings import flag_values
+
+    exp = load_experiment(ROOT / "recipes" / "experiments" / "mt_zh_bo.yaml", "cpu-tiny", tmp_path / "run")
+    commands = {}
+    for name in ("data", "encoder", "encoder_audit"):
+        spec = exp.stages[name]
+        ctx = StageContext(name, spec, tmp_path / name, exp, run=lambda cmd, log, env, on_line: None)
+        (tmp_path / name).mkdir()
+        try:
+            RUNNERS[spec["kind"]](ctx)
+        except (StageFailed, OSError):
+            pass  # nothing ran: the stage finds no output; its command was recorded
+        commands[name] = shlex.split(ctx.commands[0])[3:]  # after "python -m TOOL"
+    data = config_from_args(data_parser().parse_args(commands["data"]))
+    expected = {**split_settings(data), **exp.profile_values["data"]}
+    assert split_settings(data) == expected
+    for name in ("encoder", "encoder_audit"):
+        args = encoder_parser().parse_args(commands[name])
+        assert split_settings(BuildConfig.from_mapping(flag_values(args, "corpus"))) == expected, name
+    assert encoder_parser().parse_args(commands["encoder_audit"]).splits == ["dev"]
