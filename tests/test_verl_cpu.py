@@ -241,6 +241,9 @@ def test_grpo_legacy_trainer_end_to_end_on_cpu_with_checkpoint_and_resume(tmp_pa
     for step, m in first.items():  # our reward reached the trainer: verl's score is our manager's score
         assert math.isfinite(m[SCORE_KEY]), (step, m)
         assert m["semantic_reward/score/mean"] == pytest.approx(m[SCORE_KEY], abs=1e-5), (step, m)
+        # the reward-hacking diagnostics that need no text (this trainer has no tokenizer at the hook)
+        assert {f"semantic_reward/diagnostics/{k}" for k in ("specificity_r_sim", "zero_spread_groups",
+                                                            "tau_floor_share")} <= set(m), (step, m)
     assert _kl_loss(first[2]) > 1e-3  # the update moved the policy away from the reference
     # the rollout follows the actor: its log-probs equal the actor's to float noise at every step
     diffs = [first[s][DIFF_KEY] for s in (1, 2)]
@@ -268,6 +271,13 @@ def test_grpo_v1_trainer_with_lora_keeps_the_rollout_in_sync(tmp_path, mt_data, 
     for step, m in steps.items():  # every reward component reached the trainer's metrics
         missing = [k for k in REWARD_KEYS if f"semantic_reward/{k}/mean" not in m]
         assert not missing, (step, missing)
+        # and the reward-hacking diagnostics (issue 20 item 3): the rows carry a decoy, the trainer decodes the text
+        diag = {k.removeprefix("semantic_reward/diagnostics/"): v for k, v in m.items()
+                if k.startswith("semantic_reward/diagnostics/")}
+        assert {"specificity_r_sim", "r_sim_own", "r_sim_decoy", "specificity_similarity", "distinct_1_group",
+                "distinct_2_step", "zero_spread_groups", "tau_floor_share", "repeated_4gram_ratio"} <= set(diag), diag
+        assert diag["specificity_r_sim"] == pytest.approx(diag["r_sim_own"] - diag["r_sim_decoy"], abs=1e-6)
+        assert 0.0 < diag["distinct_1_step"] <= 1.0 and 0.0 <= diag["zero_spread_groups"] <= 1.0, diag
 
 
 def test_grpo_v1_batch_median_length_penalty_reaches_the_trainers_rewards(tmp_path, mt_data, tiny_policy,
