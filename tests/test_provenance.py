@@ -444,3 +444,16 @@ def test_the_stage_commands_carry_the_profile_split_to_both_tools(tmp_path):
         args = encoder_parser().parse_args(commands[name])
         assert split_settings(BuildConfig.from_mapping(flag_values(args, "corpus"))) == expected, name
     assert encoder_parser().parse_args(commands["encoder_audit"]).splits == ["dev"]
+
+
+def test_base_models_in_the_run_folder_but_made_by_no_stage_are_checked(tmp_path):
+    """The quickstart prepares its base models in <run>/prep/: they are external to every stage, so the check
+    reads their manifests; a stage's own hand-off (<run>/cold_start/model) is described by its stage."""
+    from semantic_reward.experiment.provenance import external_models
+
+    run = tmp_path / "quickstart"
+    policy, encoder = run / "prep" / "policy", run / "prep" / "encoder_untrained"
+    exp = load_experiment(ROOT / "recipes" / "experiments" / "mt_zh_bo.yaml", "cpu-tiny", run,
+                          [f"profile.model={policy}", f"profile.encoder.init={encoder}"])
+    models = external_models(exp, before="evaluation")
+    assert models == {str(encoder): ["encoder"], str(policy): ["cold_start", "evaluation"]}

@@ -125,22 +125,22 @@ def stage_data(exp: Experiment, name: str, spec: Mapping[str, Any]) -> dict[str,
     return {"manifest": str(path), "from": source, "parts": [_summary(p) for p in parts]}
 
 
-def _inside(path: str, run_dir: Path) -> bool:
-    try:
-        return Path(os.path.abspath(path)).is_relative_to(os.path.abspath(run_dir))
-    except (TypeError, ValueError):
-        return False
+def _stage_output(path: str, exp: Experiment) -> bool:
+    """Whether ``path`` lies in a stage's folder of this run (a model the run made, described by that stage)."""
+    here = Path(os.path.abspath(path))
+    return any(here.is_relative_to(os.path.abspath(exp.run_dir / name)) for name in exp.stages)
 
 
 def external_models(exp: Experiment, before: str | None = None) -> dict[str, list[str]]:
-    """Models from outside the run folder -> the stages (up to ``before``) that start from or evaluate with them."""
+    """Models no stage of the run made (the base policy, the encoder's initial weights, a hub model; the
+    quickstart's prep/ folder inside the run folder included) -> the stages up to ``before`` that use them."""
     out: dict[str, list[str]] = {}
     for name, spec in exp.stages.items():
         values = [spec.get(k) for k in _MODEL_KEYS.get(spec["kind"], ())]
         if spec["kind"] == "evaluation":
             values += list((spec.get("systems") or {}).values())
         for value in values:
-            if value is not None and not _inside(str(value), exp.run_dir):
+            if value is not None and not _stage_output(str(value), exp):
                 users = out.setdefault(str(value), [])
                 if name not in users:
                     users.append(name)
