@@ -6,13 +6,17 @@ Every bad row is an error naming the file, the line (1-based) and the field.
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 from ..languages import canonical_language
 
-__all__ = ["InputError", "read_test_rows", "add_prompts", "read_generations", "read_cmrc"]
+__all__ = ["InputError", "read_test_rows", "add_prompts", "read_generations", "read_cmrc", "general_texts"]
+
+
+logger = logging.getLogger(__name__)
 
 
 class InputError(ValueError):
@@ -128,9 +132,14 @@ def read_generations(path: str | Path, rows: Sequence[dict[str, Any]], field: st
 
 
 def read_cmrc(path: str | Path, max_examples: int | None = None) -> list[dict[str, Any]]:
-    """CMRC 2018 questions {id, context, question, answers: [str]}."""
+    """CMRC 2018 questions {id, context, question, answers: [str]}.
+
+    An answer alternative that is not a string (the public dev file has a spreadsheet number among one row's
+    answers) is left out and counted in a warning; a row with no string answer is an error.
+    """
     path = Path(path)
     rows = []
+    dropped: list[str] = []
     for line_no, raw in _jsonl(path):
         where = f"line {line_no}"
         answers = raw.get("answers")
@@ -138,13 +147,30 @@ def read_cmrc(path: str | Path, max_examples: int | None = None) -> list[dict[st
             answers = answers.get("text")
         if not isinstance(answers, list) or not answers:
             raise InputError(f"{path}, {where}: field 'answers' must be a non-empty list (or {{'text': [...]}})")
-        texts = [a["text"] if isinstance(a, dict) else a for a in answers]
-        if not all(isinstance(t, str) for t in texts):
-            raise InputError(f"{path}, {where}: field 'answers' holds a non-string answer")
+        given = [a["text"] if isinstance(a, dict) else a for a in answers]
+        texts = [t for t in given if isinstance(t, str)]
+        if not texts:
+            raise InputError(f"{path}, {where}: field 'answers' holds no string answer")
+        if len(texts) < len(given):
+            dropped.append(where)
         rows.append({"id": str(raw.get("id", line_no)), "context": _text(path, where, raw, "context"),
                      "question": _text(path, where, raw, "question"), "answers": texts})
         if max_examples is not None and len(rows) >= max_examples:
             break
     if not rows:
         raise InputError(f"{path}: no CMRC questions")
+    if dropped:
+        logger.warning("%s: non-string answer alternatives left out at %s", path, ", ".join(dropped))
     return rows
+
+
+def general_texts(path: str | Path, max_examples: int | None, drift_max_texts: int) -> tuple[list[dict[str, Any]], list[str]]:
+    """The evaluation's general-competence inputs: (the first ``max_examples`` CMRC questions, drift passages).
+
+    Drift reads the first ``drift_max_texts`` distinct passages of the whole file (not only those of the
+    questions asked), so a tiny run measures drift on enough text; whatever prepares a base model keeps these
+    passages out of its training text (the experiment's test-row check compares them too).
+    """
+    questions = read_cmrc(path, max_examples)
+    passages = list(dict.fromkeys(r["context"] for r in read_cmrc(path)))[:drift_max_texts]
+    return questions, passages

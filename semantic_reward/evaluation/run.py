@@ -81,7 +81,7 @@ def run_evaluation(cfg: EvalRunConfig, progress: bool = True,
     from .drift import drift_floor, drift_summary, token_drift
     from .evaluate import cmrc_metrics, cmrc_prompts, open_encoder, task_metrics
     from .generate import answer_text, write_generations
-    from .inputs import read_cmrc, read_generations, read_test_rows
+    from .inputs import general_texts, read_generations, read_test_rows
     from .metrics import output_checks, paired_significance
     from .hacking import reward_hacking
     from .report import read_reward_curve, write_report
@@ -90,8 +90,8 @@ def run_evaluation(cfg: EvalRunConfig, progress: bool = True,
     start = time.perf_counter()
     rows = read_test_rows(cfg.test_file, cfg.target_language, cfg.max_examples)
     refs = [r["reference"] for r in rows]
-    cmrc = read_cmrc(cfg.cmrc_file, cfg.cmrc_max_examples) if cfg.cmrc_file else []
-    passages = list(dict.fromkeys(r["context"] for r in cmrc))[: cfg.drift_max_texts]
+    cmrc, passages = general_texts(cfg.cmrc_file, cfg.cmrc_max_examples, cfg.drift_max_texts) if cfg.cmrc_file \
+        else ([], [])
     curve = read_reward_curve(cfg.reward_curve) if cfg.reward_curve else None
     gen = cfg.generation
     drift_dtype = str(gen.dtype)  # base and tuned models in one dtype, the generation's

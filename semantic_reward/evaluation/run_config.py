@@ -129,7 +129,7 @@ class EvalRunConfig(_EvalSettings):
                                           "share of the prompts is flagged prompt-independent and gets no paired test")
     cmrc_file: str | None = None
     cmrc_max_examples: int | None = setting(64, ge=1)
-    drift_max_texts: int = setting(32, ge=1, help="out-of-domain texts for drift: the first distinct CMRC passages")
+    drift_max_texts: int = setting(32, ge=1, help="out-of-domain texts for drift: the first distinct passages of the CMRC file")
     base_model: str | None = setting(None, help="drift is measured against it")
     thinking: bool = setting(False, help="passed as enable_thinking to the chat template")
     generation: GenerationSettings = field(default_factory=GenerationSettings)

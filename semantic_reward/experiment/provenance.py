@@ -12,6 +12,8 @@ is reported and does not stop the run.
 Before the evaluation stage runs, :func:`check_no_test_leak` compares the hashes of every text of its
 ``test_file`` (sources and references) with every text a component saw, and stops the run naming the
 component, its file and the row ids of both sides if one matches.
+The evaluation's CMRC passages (those of the questions asked and the drift passages) are held out the
+same way: drift measures lost general ability only on text no component trained on.
 """
 
 from __future__ import annotations
@@ -190,6 +192,10 @@ def check_no_test_leak(exp: Experiment, records: Sequence[Mapping[str, Any]], na
     for row in test_rows:
         for h in row["texts"]:
             index.setdefault(h, []).append(row["id"])
+    general = _general_rows(exp, spec)
+    for row in general:
+        for h in row["texts"]:
+            index.setdefault(h, []).append(row["id"])
 
     components: list[tuple[str, str, list[dict[str, Any]], str]] = []
     for record in records:
@@ -224,14 +230,32 @@ def check_no_test_leak(exp: Experiment, records: Sequence[Mapping[str, Any]], na
             unknown.append({"stage" if kind == "stage" else "model": who, "why": source})
         seen.append(entry)
     result = {"checked": True, "passed": not leaks, "test_file": str(test_file), "test_rows": len(test_rows),
-              "test_rows_from": how, "components": seen, "unknown": unknown, "leaks": leaks}
+              "test_rows_from": how, "general_texts": len(general), "components": seen, "unknown": unknown, "leaks": leaks}
     if leaks:
         lines = [f"{leak['kind']} '{leak['name']}' ({leak['role']}, {leak['file']}): rows "
                  f"{_ids(leak['row_ids'])} hold the text of test row(s) {_ids(leak['test_row_ids'])}" for leak in leaks]
         raise TestRowLeak(f"test rows of {test_file} were seen by a trained component, so the evaluation would not "
                           f"measure held-out data: {'; '.join(lines)}. Give every stage the data stage's splits "
-                          f"and prepare base models on the rows outside test", result)
+                          f"and prepare base models on the rows outside test (and outside the evaluation's CMRC "
+                          f"passages)", result)
     return result
+
+
+def _general_rows(exp: Experiment, spec: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """The evaluation's general-competence texts (CMRC passages of the questions asked and of drift) as rows.
+
+    They are held out like test rows: drift measures lost general ability only on text no component trained on.
+    """
+    if not spec.get("cmrc_file"):
+        return []
+    from data_tools.manifest import text_rows
+
+    from ..evaluation.inputs import general_texts
+
+    ev = exp.profile_values.get("eval", {})
+    questions, passages = general_texts(spec["cmrc_file"], ev.get("cmrc_max_examples"), ev.get("drift_max_texts", 32))
+    texts = list(dict.fromkeys([*(q["context"] for q in questions), *passages]))
+    return text_rows(texts, prefix=f"{Path(str(spec['cmrc_file'])).name} passage")
 
 
 def _ids(ids: Sequence[str], limit: int = 12) -> str:
