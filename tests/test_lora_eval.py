@@ -160,3 +160,15 @@ def test_lora_handoff_keeps_the_parent_and_adapter_beside_the_fp32_merge(lora_ha
     assert (merged - kept).abs().max().item() < 1e-5 and torch.equal(kept, original)
     assert read_handoff(tmp_path) is None
 
+
+
+def test_report_md_states_the_drift_floor_beside_the_drift():
+    from semantic_reward.evaluation.report import _floor_note
+
+    report = {"drift_floor": {"dtype": "float32",
+                              "same_dtype": {"nll_increase_p90": 0.0, "kl_p90": 0.0},
+                              "other_dtype": {"dtype": "bfloat16", "nll_increase_p90": 0.0297, "kl_p90": 0.00048}}}
+    assert _floor_note(report) == (" Models load in float32; the base against itself gives NLL incr. P90 0.0000, "
+                                   "against itself in bfloat16 0.0297 (token KL P90 0.00048): a system's drift "
+                                   "below that is rounding, not training.")
+    assert _floor_note({}) == ""

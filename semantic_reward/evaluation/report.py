@@ -91,6 +91,20 @@ def _p_cell(r: Mapping[str, Any], key: str) -> str:
     return f"{r[key]:.4f}" if isinstance(r.get(key), int | float) else "not tested"
 
 
+def _floor_note(report: Mapping[str, Any]) -> str:
+    """The drift floor in words: what the base against itself reports (rounding alone, in the other dtype)."""
+    floor = report.get("drift_floor") or {}
+    same, other = floor.get("same_dtype") or {}, floor.get("other_dtype") or {}
+    if not same:
+        return ""
+    note = (f" Models load in {floor.get('dtype')}; the base against itself gives NLL incr. P90 "
+            f"{same.get('nll_increase_p90', 0):.4f}")
+    if other:
+        note += (f", against itself in {other.get('dtype')} {other.get('nll_increase_p90', 0):.4f} (token KL P90 "
+                 f"{other.get('kl_p90', 0):.5f}): a system's drift below that is rounding, not training")
+    return note + "."
+
+
 def _markdown(report: Mapping[str, Any], pngs: Sequence[tuple[str, str]]) -> str:
     systems = report["systems"]
     metrics = [m for m in METRIC_LABELS if any(m in s for s in systems.values())]
@@ -101,7 +115,7 @@ def _markdown(report: Mapping[str, Any], pngs: Sequence[tuple[str, str]]) -> str
                  f"thinking {'on' if report.get('thinking') else 'off'}. {similarity_note(report)}")
     if report.get("base"):
         lines.append(f"Drift is measured against `{report.get('base_model')}` (system `{report['base']}`) on "
-                     f"{report.get('drift_passages')} CMRC passages.")
+                     f"{report.get('drift_passages')} CMRC passages.{_floor_note(report)}")
     flagged = {n: output_flag(c) for n, c in checks.items() if output_flag(c)}
     collapsed = [n for n, c in checks.items() if c.get("prompt_independent")]
     if collapsed:
