@@ -188,6 +188,26 @@ def _quality_summary(report: Mapping[str, Any]) -> str:
     return f"{METRIC_LABELS.get(quality, quality)} on the test split ({report.get('examples')} examples): {cells}."
 
 
+def _paired_and_drift(report: Mapping[str, Any]) -> list[str]:
+    """The task metric's paired differences against the reference system, and the drift from the base."""
+    from semantic_reward.evaluation.report import METRIC_LABELS
+
+    quality = report.get("quality_metric") or "chrf"
+    sig = report.get("significance") or {}
+    out = []
+    tested = [(n, per[quality]) for n, per in (sig.get("systems") or {}).items()
+              if quality in per and per[quality].get("p_value_bootstrap") is not None]
+    if tested:
+        cells = ", ".join(f"{n} {r['difference']:+.4f} (p {_p(r['p_value_bootstrap'])})" for n, r in tested)
+        out.append(f"{METRIC_LABELS.get(quality, quality)} against {sig.get('reference')} (paired bootstrap): {cells}.")
+    drift = [(n, v["nll_increase_mean"]) for n, v in report["systems"].items()
+             if isinstance(v.get("nll_increase_mean"), int | float)]
+    if drift:
+        out.append(f"Drift from the base on {report.get('drift_passages')} held-out passages, mean NLL increase per "
+                   "token: " + ", ".join(f"{n} {_num(d)}" for n, d in drift) + ".")
+    return out
+
+
 def summary_block(run_dir: Path, doc: Path, report: Mapping[str, Any], stages: Mapping[str, Mapping[str, Any]]) -> str:
     """README's few generated lines, markers included."""
     from semantic_reward.evaluation.report import output_flag
@@ -205,6 +225,7 @@ def summary_block(run_dir: Path, doc: Path, report: Mapping[str, Any], stages: M
     untested = (report.get("significance") or {}).get("untested") or {}
     if untested:
         lines.append(f"Without a paired test: {', '.join(untested)}.")
+    lines += _paired_and_drift(report)
     trend = report.get("reward_trend")
     if trend:
         p = trend.get("p_rise")

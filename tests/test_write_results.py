@@ -117,3 +117,20 @@ def test_an_old_report_and_bad_inputs(run_dir, tmp_path, capsys):
     assert "needs exactly one <!-- results:start -->" in capsys.readouterr().err
     assert write_results.main([str(tmp_path / "nowhere"), "--readme", str(readme), "--doc", str(doc)]) == 2
     assert "report.json: not found" in capsys.readouterr().err
+
+
+def test_the_summary_gives_the_paired_differences_and_the_drift_when_the_run_has_them(run_dir, tmp_path):
+    report = json.loads((run_dir / "report.json").read_text(encoding="utf-8"))
+    report["significance"]["systems"] = {"grpo": {"chrf": {"difference": -0.0237, "p_value_bootstrap": 0.001,
+                                                           "p_value_ar": 0.0005}}}
+    report["drift_passages"] = 32
+    report["systems"]["grpo"]["nll_increase_mean"] = 1.0407
+    report["systems"]["cold_start"]["nll_increase_mean"] = 0.7166
+    (run_dir / "report.json").write_text(json.dumps(report), encoding="utf-8")
+    readme, doc = tmp_path / "README.md", tmp_path / "docs" / "results.md"
+    readme.write_text(README, encoding="utf-8")
+    assert write_results.main([str(run_dir), "--readme", str(readme), "--doc", str(doc)]) == 0
+    block = readme.read_text(encoding="utf-8").split("<!-- results:start -->\n")[1].split("\n")
+    assert "chrF++ against cold_start (paired bootstrap): grpo -0.0237 (p 0.0010)." in block
+    assert ("Drift from the base on 32 held-out passages, mean NLL increase per token: cold_start 0.717, "
+            "grpo 1.041.") in block
