@@ -390,7 +390,13 @@ def test_quickstart_prepares_the_base_models_on_the_rows_outside_test_only(tmp_p
         (Path(out) / "config.json").write_text("{}")
 
     monkeypatch.setattr(quickstart, "_tiny_builders", lambda: (tokenizer_and_init, lm_pass, encoder))
-    policy, encoder_dir = quickstart.prepare(corpus, tmp_path / "prep", lm_steps=1)
+    from tests.test_general_texts import write_cmrc
+
+    cmrc = tmp_path / "cmrc.jsonl"
+    passages = write_cmrc(cmrc, passages=40)
+    general, held = quickstart.general_passages(cmrc, [])
+    assert general == passages[held:]  # the constructed questions' passages lie among the held-out drift ones
+    policy, encoder_dir = quickstart.prepare(corpus, cmrc, tmp_path / "prep", lm_steps=1)
 
     exp = load_experiment(quickstart.EXPERIMENT, "cpu-tiny", tmp_path / "run",
                           [f"inputs.corpus={corpus}", f"profile.model={tiny_tokenizer_dir}"])
@@ -403,17 +409,21 @@ def test_quickstart_prepares_the_base_models_on_the_rows_outside_test_only(tmp_p
     test, outside = texts("test"), texts("cold_start") | texts("rl") | texts("dev")
     assert test and set(seen) == {"policy_tokenizer", "lm", "encoder_tokenizer"}
     for name, used in seen.items():
-        assert set(used) == outside and not set(used) & test, name
+        # the policy also learns Chinese from the CMRC passages the evaluation does not use
+        expected = outside | set(general) if name != "encoder_tokenizer" else outside
+        assert set(used) == expected and not set(used) & test and not set(used) & set(passages[:held]), name
     test_ids = set(_split_ids(tmp_path / "data", "test"))
     for folder in (policy, encoder_dir):
-        [part] = read_manifest(folder / MODEL_MANIFEST)["parts"]
+        part = read_manifest(folder / MODEL_MANIFEST)["parts"][0]
         assert {r["id"] for r in part["rows"]} & test_ids == set() and len(part["rows"]) == 120 - len(test_ids)
         assert part["split_settings"]["test"] == exp.profile_values["data"]["test"]
+    lm_part = read_manifest(policy / MODEL_MANIFEST)["parts"][1]
+    assert lm_part["file"] == str(cmrc) and len(lm_part["rows"]) == len(general)
     seen.clear()
-    quickstart.prepare(corpus, tmp_path / "prep", lm_steps=1)
+    quickstart.prepare(corpus, cmrc, tmp_path / "prep", lm_steps=1)
     assert seen == {}  # built from the same rows: kept
     (policy / MODEL_MANIFEST).unlink()
-    quickstart.prepare(corpus, tmp_path / "prep", lm_steps=1)
+    quickstart.prepare(corpus, cmrc, tmp_path / "prep", lm_steps=1)
     assert set(seen) == {"policy_tokenizer", "lm"}  # an old prep policy (no manifest) is rebuilt
 
 
