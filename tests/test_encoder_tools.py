@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from semantic_reward.encoder_tools.audit import AuditEvaluator, AuditThresholds, perturb, unk_share, verdict
+from semantic_reward.encoder_tools.degenerate import PROBE_KINDS
 from semantic_reward.encoder_tools.audit_metrics import (
     pair_similarities,
     propose_tau,
@@ -74,16 +75,23 @@ def test_audit_evaluator_metrics_dict():
     ev = AuditEvaluator(src, tgt, "tibetan", name="dev")
     metrics = ev(model)
     assert ev.primary_metric == "dev_p_at_1_min" and metrics[ev.primary_metric] == 1.0
-    assert metrics["dev_usable"] == 1.0 and metrics["dev_auc"] == 1.0 and metrics["dev_unk_share"] == 0.0
+    assert metrics["dev_auc"] == 1.0 and metrics["dev_unk_share"] == 0.0 and metrics["dev_lost_share"] == 0.0
     assert metrics["dev_true_pair_similarity_mean"] == pytest.approx(1.0)
     assert all(isinstance(v, float) for v in metrics.values())
-    assert ev.last_audit["verdict"] == "usable" and ev.last_audit["sensitivity"]["truncated"]["rows"] == 3
+    assert ev.last_audit["sensitivity"]["truncated"]["rows"] == 3
+    # every degenerate output gets the default vector, whose cosine with each one-hot reference is positive: all
+    # of them score above the unrelated floor (0: the references are orthogonal), and nothing else fails
+    assert metrics["dev_unrelated_floor"] == 0.0 and metrics["dev_degenerate_share_max"] == 1.0
+    assert metrics["dev_usable"] == 0.0 and len(ev.last_audit["verdict_reasons"]) == len(PROBE_KINDS)
+    assert [r.split(":")[0] for r in ev.last_audit["verdict_reasons"]] == list(PROBE_KINDS)
     # every truncated copy is a text the stub does not know (default vector): cosine with each one-hot reference
     default = np.array([1.0, 0.5, 0.25]) / np.linalg.norm([1.0, 0.5, 0.25])
     assert perturb("truncated", tgt[0], src[0], src[1], random.Random(0)) not in model.table
     assert ev.last_audit["sensitivity"]["truncated"]["similarity_mean"] == pytest.approx(default.mean())
-    # the untranslated source is the source itself: one-hot like its reference, similarity 1
-    assert ev.last_audit["sensitivity"]["untranslated_source"]["similarity_mean"] == pytest.approx(1.0)
+    # the untranslated source is the source itself: one-hot like its reference, similarity 1, so at tau 0 it
+    # earns the full R_sim on every row (the language reward is what stops it)
+    untranslated = ev.last_audit["untranslated_source"]
+    assert untranslated["r_sim_mean"] == pytest.approx(1.0) and untranslated["rewarded_share"] == 1.0
 
 
 def test_similarities_auc_and_tau_by_hand():
@@ -113,12 +121,14 @@ def test_unrelated_tau_is_the_median_reference_to_reference_similarity():
     vecs = np.array([[1, 0, 0], [0.6, 0.8, 0], [0.6, 0, 0.8]])
     model = _FixedEncoder({**dict(zip(src, np.eye(3))), **dict(zip(tgt, vecs))}, default=[1.0, 0.5, 0.25])
     audit = AuditEvaluator(src, tgt, "tibetan").audit(model)
-    expected = np.median(random_pair_similarities(vecs, vecs, 0))
-    assert audit["tau_unrelated"]["tau"] == pytest.approx(expected) and expected > 0
+    # every pair of different references: 0.6, 0.6, 0.36 -> median 0.6
+    assert audit["tau_unrelated"]["tau"] == pytest.approx(0.6) and audit["tau_unrelated"]["pairs"] == 3
+    assert audit["tau_unrelated"]["clipped"] is False
 
 
 def test_verdict_thresholds():
-    good = {"p_at_1_src2tgt": 0.9, "p_at_1_tgt2src": 0.8, "auc": 0.97, "unk_share": 0.0}
+    good = {"p_at_1_src2tgt": 0.9, "p_at_1_tgt2src": 0.8, "auc": 0.97, "unk_share": 0.0, "unrelated_floor": 0.1,
+            "round_trip": {"lost_share": 0.0}, "degenerate": {}, "shuffle_sensitivity": 0.5}
     assert verdict(good, AuditThresholds()) == ("usable", [])
     bad = {**good, "p_at_1_tgt2src": 0.2, "unk_share": 0.4}
     label, reasons = verdict(bad, AuditThresholds())
@@ -147,8 +157,9 @@ def test_unk_share_counts_target_letters_in_unknown_tokens(minilm_path):
     assert unk_share(tok, ["123 ..."], ["Tibetan"]) == 0.0  # no target letters at all
 
 
-@pytest.mark.parametrize(("anchor", "hard_negatives"), [("source", False), ("target", True)])
-def test_training_entry_point_tiny_run(tmp_path, anchor, hard_negatives):
+@pytest.mark.parametrize(("anchor", "hard_negatives", "degenerate"),
+                         [("source", False, False), ("target", True, False), ("source", True, True)])
+def test_training_entry_point_tiny_run(tmp_path, anchor, hard_negatives, degenerate):
     from sentence_transformers import SentenceTransformer
 
     from tiny_models import build_tiny_encoder
@@ -160,7 +171,7 @@ def test_training_entry_point_tiny_run(tmp_path, anchor, hard_negatives):
                               num_heads=2)
     before = load_as_sentence_transformer(str(base), device="cpu").encode(src[:3])
     cfg = EncoderTrainConfig(model=str(base), output_dir=str(tmp_path / "run"), anchor=anchor, epochs=1,
-                             hard_negatives=hard_negatives,
+                             hard_negatives=hard_negatives, degenerate_negatives=degenerate,
                              batch_size=8, learning_rate=1e-3, save_steps=3, eval_steps=3, device="cpu")
     final = train_encoder(cfg, src, tgt, src[:8], tgt[:8])
     model = SentenceTransformer(str(final), device="cpu")
@@ -216,9 +227,15 @@ def test_audit_cli_writes_reports(tmp_path, news_pairs, minilm_path):
     assert rc == 0
     audit = json.loads((tmp_path / "a" / "audit.json").read_text())
     m = audit["minilm"]
-    for key in ("p_at_1_src2tgt", "p_at_1_tgt2src", "auc", "unk_share", "verdict"):
+    for key in ("p_at_1_src2tgt", "p_at_1_tgt2src", "auc", "unk_share", "lost_share", "degenerate",
+                "shuffle_sensitivity", "untranslated_source", "verdict"):
         assert key in m
     assert m["verdict"] == "unusable" and m["unk_share"] > 0.05
+    # an English tokenizer: many Tibetan characters are unknown, the vowel signs deleted by its normalizer
+    # (44% of the dev split's Tibetan characters lost), far above the audit's 2% bar
+    rt = m["round_trip"]
+    assert m["lost_share"] > 0.3 and rt["unknown"] > 0 and rt["deleted"] > 0
+    assert m["lost_share"] == pytest.approx((rt["unknown"] + rt["deleted"] + rt["altered"]) / rt["characters"])
     assert 0.0 <= m["tau_proposal"]["tau"] <= 0.99
     assert (tmp_path / "a" / "similarity_histograms.png").stat().st_size > 5000
     assert "UNUSABLE" in (tmp_path / "a" / "audit.md").read_text()

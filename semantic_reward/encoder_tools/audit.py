@@ -4,10 +4,21 @@ For parallel (source, target) pairs it measures
 - bitext retrieval P@1 in both directions (sentence-transformers' TranslationEvaluator),
 - similarity of true pairs vs random pairs (margin, ROC AUC),
 - sensitivity: similarity of the reference to a truncated copy, a shuffled copy,
-  a copy with changed numbers, another sentence in the wrong language, and an
-  untranslated copy of the source (a cross-lingual encoder rates the last one
-  highly: that is why the language reward is needed),
-- the share of target-language letters its tokenizer maps to unknown tokens,
+  a copy with changed numbers and another sentence in the wrong language; the
+  shuffled copy's drop as a share of the way to an unrelated reference
+  (``shuffle_sensitivity``),
+- the unrelated floor: how close another real reference comes to a reference (the
+  median over all pairs of different references), the tiny runs' tau,
+- degenerate outputs built from the references themselves (``degenerate``: a frequent
+  syllable repeated, punctuation and tsheg runs, frequent-syllable salad, a reference's
+  own units shuffled and truncated) and the share of them that score above that floor,
+  i.e. would earn semantic reward at it,
+- what an untranslated copy of the source earns: in reference mode its similarity IS the
+  true pair's, so the audit reports its R_sim at the audit's tau and how often it outranks
+  an unrelated reference in the right language (a cross-lingual encoder rates it highly:
+  that is why the language reward is needed),
+- the share of target-script characters its tokenizer loses: unknown, deleted or altered,
+  by a round trip through the tokenizer (``round_trip``), and the share in unknown tokens,
 - optionally a proposal for tau from a cold-start model's outputs,
 and gives a one-line verdict with the thresholds behind it. Outputs: JSON,
 Markdown and a histogram PNG. ``AuditEvaluator`` is all of this as a
@@ -30,47 +41,70 @@ import numpy as np
 from sentence_transformers.sentence_transformer.evaluation import BaseEvaluator, TranslationEvaluator
 
 from ..languages import LanguageRegistry, script_share
+from ..reward_math import similarity_reward
 from ..settings import Settings, setting
 from ..text import text_units
-from .audit_metrics import pair_similarities, propose_tau, random_pair_similarities, roc_auc
+from .audit_metrics import (
+    distinct_pair_similarities,
+    pair_similarities,
+    propose_tau,
+    random_pair_similarities,
+    roc_auc,
+    share_above,
+    shuffle_sensitivity,
+)
+from .degenerate import PROBE_KINDS, degenerate_probes, join_units
+from .round_trip import round_trip
 
 __all__ = ["AuditThresholds", "AuditEvaluator", "perturb", "unk_share", "audit_encoder", "verdict", "verdict_line",
-           "write_reports", "unrelated_tau", "UNRELATED_PERCENTILE"]
+           "write_reports", "unrelated_tau", "untranslated_copy", "UNRELATED_PERCENTILE", "PERTURBATIONS"]
 
 logger = logging.getLogger(__name__)
 
-PERTURBATIONS = ("truncated", "shuffled", "numbers_changed", "wrong_language_other_sentence", "untranslated_source")
+# similarity of the reference to each of these versions of it (``untranslated_source`` is scored apart:
+# as an output it is the source, so its similarity is the true pair's)
+PERTURBATIONS = ("truncated", "shuffled", "numbers_changed", "wrong_language_other_sentence")
 
 
 @dataclass(frozen=True)
 class AuditThresholds(Settings):
-    """An encoder is ``usable`` only if it clears all three (each a share in [0, 1])."""
+    """An encoder is ``usable`` only if it clears all of them (each a share in [0, 1])."""
 
     WHAT = "audit setting"
 
     min_p_at_1: float = setting(0.5, ge=0, le=1, help="lowest retrieval P@1 (the worse direction)")
     min_auc: float = setting(0.9, ge=0, le=1, help="lowest true-vs-random ROC AUC")
     max_unk_share: float = setting(0.05, ge=0, le=1, help="highest share of target letters in unknown tokens")
-
-
-def _join(units: list[str], like: str) -> str:
-    if "་" in like or "།" in like:
-        return "་".join(units) + "།"
-    return (" " if " " in like.strip() else "").join(units)
+    # A tokenizer that keeps the script loses only characters it never saw; a normalizer that strips marks
+    # loses every Tibetan vowel sign and subjoined letter (25% of the news corpus's Tibetan characters), so
+    # 2% separates the two by an order of magnitude while letting a few rare characters through.
+    max_lost_share: float = setting(0.02, ge=0, le=1, help="highest share of target-script characters the "
+                                                           "tokenizer loses (unknown, deleted or altered)")
+    # An unrelated real reference scores above the floor (the median) half the time by construction. A
+    # degenerate output that beats it one time in ten already earns reward on a tenth of the prompts for
+    # nothing, which GRPO finds: the tiny run's constant syllable was enough to lift its reward.
+    max_degenerate_share: float = setting(0.1, ge=0, le=1, help="highest share of degenerate-output/reference "
+                                                                "pairs above the unrelated floor, per probe kind")
+    # Measured on the packaged English MiniLM (all-MiniLM-L6-v2, a bag-of-words-leaning encoder) with
+    # English sentences shuffled word by word: it moves ~0.3 of the way to an unrelated sentence; the old
+    # tiny encoder whose shuffled references kept similarity 0.96 moved 0.04. 0.1 rejects the second
+    # and leaves a margin of 3x below an off-the-shelf encoder.
+    min_shuffle_sensitivity: float = setting(0.1, ge=0, le=1, help="lowest share of the way from the reference "
+                                                                   "to an unrelated one that a shuffle moves")
 
 
 def perturb(kind: str, target: str, source: str, other_source: str, rng: random.Random) -> str | None:
     """A perturbed output for a reference ``target`` (None when the kind does not apply)."""
     units = text_units(target)
     if kind == "truncated":
-        return _join(units[: max(1, len(units) // 2)], target) if len(units) > 1 else None
+        return join_units(units[: max(1, len(units) // 2)], target) if len(units) > 1 else None
     if kind == "shuffled":
         if len(set(units)) < 2:
             return None
         shuffled = units[:]
         while shuffled == units:
             rng.shuffle(shuffled)
-        return _join(shuffled, target)
+        return join_units(shuffled, target)
     if kind == "numbers_changed":
         if not re.search(r"[0-9\u0F20-\u0F29]", target):
             return None
@@ -98,8 +132,9 @@ def unk_share(tokenizer: Any, texts: Sequence[str], scripts: Sequence[str]) -> f
     return unknown / total if total else 0.0
 
 
-def verdict(metrics: dict[str, float], thresholds: AuditThresholds) -> tuple[str, list[str]]:
-    """("usable" | "unusable", the reasons), from P@1 (worse direction), AUC and unknown share."""
+def verdict(metrics: dict[str, Any], thresholds: AuditThresholds) -> tuple[str, list[str]]:
+    """("usable" | "unusable", the reasons): P@1 (worse direction), AUC, unknown and lost characters,
+    degenerate outputs above the unrelated floor (each probe kind) and shuffle sensitivity."""
     reasons = []
     p1 = min(metrics["p_at_1_src2tgt"], metrics["p_at_1_tgt2src"])
     if p1 < thresholds.min_p_at_1:
@@ -109,6 +144,20 @@ def verdict(metrics: dict[str, float], thresholds: AuditThresholds) -> tuple[str
     if metrics["unk_share"] > thresholds.max_unk_share:
         reasons.append(f"{metrics['unk_share']:.1%} of target-language letters are unknown tokens "
                        f"(> {thresholds.max_unk_share:.0%})")
+    lost = metrics["round_trip"]
+    if lost["lost_share"] > thresholds.max_lost_share:
+        reasons.append(f"the tokenizer loses {lost['lost_share']:.1%} of target-script characters (unknown "
+                       f"{lost['unknown']}, deleted {lost['deleted']}, altered {lost['altered']} of "
+                       f"{lost['characters']}; > {thresholds.max_lost_share:.0%})")
+    for kind, probe in metrics["degenerate"].items():
+        if probe["pairs"] and probe["share_above_floor"] > thresholds.max_degenerate_share:
+            reasons.append(f"{kind}: {probe['share_above_floor']:.0%} of degenerate outputs score above the "
+                           f"unrelated floor {metrics['unrelated_floor']:.3f} "
+                           f"(> {thresholds.max_degenerate_share:.0%})")
+    shuffle = metrics["shuffle_sensitivity"]
+    if shuffle is not None and shuffle < thresholds.min_shuffle_sensitivity:
+        reasons.append(f"a shuffled reference moves only {shuffle:.2f} of the way to an unrelated one "
+                       f"(< {thresholds.min_shuffle_sensitivity})")
     return ("unusable", reasons) if reasons else ("usable", [])
 
 
@@ -124,7 +173,8 @@ class AuditEvaluator(BaseEvaluator):
     """
 
     SCALARS = ("p_at_1_src2tgt", "p_at_1_tgt2src", "p_at_1_min", "true_pair_similarity_mean",
-               "random_pair_similarity_mean", "margin", "auc", "unk_share")
+               "random_pair_similarity_mean", "margin", "auc", "unk_share", "lost_share", "unrelated_floor",
+               "degenerate_share_max", "shuffle_sensitivity")
 
     def __init__(self, sources: Sequence[str], targets: Sequence[str], target_language: str = "tibetan",
                  thresholds: AuditThresholds | None = None, hypotheses: Sequence[tuple[str, str]] | None = None,
@@ -146,7 +196,7 @@ class AuditEvaluator(BaseEvaluator):
     def __call__(self, model: Any, output_path: str | None = None, epoch: int = -1,
                  steps: int = -1) -> dict[str, float]:
         audit = self.audit(model)
-        metrics = {k: float(audit[k]) for k in self.SCALARS}
+        metrics = {k: float(audit[k]) for k in self.SCALARS if audit[k] is not None}
         metrics["usable"] = 1.0 if audit["verdict"] == "usable" else 0.0
         metrics = self.prefix_name_to_metrics(metrics, self.name)
         self.store_metrics_in_model_card_data(model, metrics, epoch, steps)
@@ -174,15 +224,30 @@ class AuditEvaluator(BaseEvaluator):
             "auc": roc_auc(true_sims, rand_sims),
             "unk_share": unk_share(model.tokenizer, self.targets, self.scripts),
         }
-        metrics["sensitivity"] = self._sensitivity(model, tgt)
+        metrics["round_trip"] = round_trip(model.tokenizer, self.targets, self.scripts)
+        metrics["lost_share"] = metrics["round_trip"]["lost_share"]
         # the reward compares an output with its reference, both in the target language: its floor is
-        # how close an unrelated target sentence comes to a reference
-        metrics["tau_unrelated"] = unrelated_tau(random_pair_similarities(tgt, tgt, self.seed))
+        # how close an unrelated target sentence comes to a reference (every pair of different references)
+        unrelated = distinct_pair_similarities(tgt)
+        tau = unrelated_tau(unrelated)
+        metrics["tau_unrelated"] = tau
+        metrics["unrelated_floor"] = tau["floor"]
+        metrics["sensitivity"] = self._sensitivity(model, tgt)
+        shuffled = metrics["sensitivity"]["shuffled"]
+        metrics["shuffle_sensitivity"] = (shuffle_sensitivity(shuffled["similarity_mean"], tau["floor"])
+                                          if shuffled["rows"] else None)
+        metrics["degenerate"] = self._degenerate(model, tgt, tau["floor"])
+        metrics["degenerate_share_max"] = max((d["share_above_floor"] for d in metrics["degenerate"].values()
+                                               if d["pairs"]), default=0.0)
+        metrics["untranslated_source"] = untranslated_copy(true_sims, random_pair_similarities(tgt, tgt, self.seed),
+                                                           tau["tau"])
         if self.hypotheses:
             hyp = pair_similarities(self._encode(model, [h for h, _ in self.hypotheses]),
                                     self._encode(model, [r for _, r in self.hypotheses]))
-            metrics["tau_proposal"] = {"percentile": self.tau_percentile,
-                                       "tau": propose_tau(hyp, self.tau_percentile), "outputs": len(hyp),
+            raw = float(np.percentile(hyp, self.tau_percentile))
+            tau_p = propose_tau(hyp, self.tau_percentile)
+            metrics["tau_proposal"] = {"percentile": self.tau_percentile, "tau": tau_p, "percentile_value": raw,
+                                       "clipped": tau_p != raw, "outputs": len(hyp),
                                        "similarity_mean": float(hyp.mean())}
         else:
             metrics["tau_proposal"] = None
@@ -192,6 +257,7 @@ class AuditEvaluator(BaseEvaluator):
         metrics["thresholds"] = asdict(self.thresholds)
         metrics["_true_similarities"] = true_sims.tolist()
         metrics["_random_similarities"] = rand_sims.tolist()
+        metrics["_unrelated_similarities"] = unrelated.tolist()
         if metrics["unk_share"] > self.thresholds.max_unk_share:
             logger.warning("%.1f%% of %s letters are unknown to this encoder's tokenizer: its similarities cannot "
                            "reflect their meaning", 100 * metrics["unk_share"], self.target_language)
@@ -212,6 +278,24 @@ class AuditEvaluator(BaseEvaluator):
             sims = pair_similarities(self._encode(model, [text for _, text in rows]), tgt[[i for i, _ in rows]])
             out[kind] = {"rows": len(rows), "similarity_mean": float(sims.mean()),
                          "drop_mean": float(1.0 - sims.mean())}
+        return out
+
+    def _degenerate(self, model: Any, tgt: np.ndarray, floor: float) -> dict[str, dict[str, Any]]:
+        """Per probe kind: its probes' similarity to the references and the share above the unrelated floor."""
+        unit = tgt / np.linalg.norm(tgt, axis=1, keepdims=True).clip(min=1e-12)
+        out: dict[str, dict[str, Any]] = {}
+        for kind, rows in degenerate_probes(self.targets, self.seed).items():
+            if not rows:
+                out[kind] = {"probes": 0, "pairs": 0, "share_above_floor": 0.0}
+                continue
+            emb = self._encode(model, [text for text, _ in rows])
+            emb = emb / np.linalg.norm(emb, axis=1, keepdims=True).clip(min=1e-12)
+            sims = np.concatenate([unit @ e if ref is None else unit[[ref]] @ e
+                                   for e, (_, ref) in zip(emb, rows, strict=True)])
+            out[kind] = {"probes": len(rows), "pairs": int(sims.size), "similarity_mean": float(sims.mean()),
+                         "similarity_max": float(sims.max()), "share_above_floor": share_above(sims, floor),
+                         "against": "its own reference" if rows[0][1] is not None else "every reference",
+                         "example": rows[0][0][:60]}
         return out
 
     def get_config_dict(self) -> dict[str, Any]:
@@ -237,17 +321,46 @@ def audit_encoder(
 UNRELATED_PERCENTILE = 50.0
 
 
-def unrelated_tau(random_similarities: Sequence[float], percentile: float = UNRELATED_PERCENTILE) -> dict[str, Any]:
+def unrelated_tau(unrelated_similarities: Sequence[float], percentile: float = UNRELATED_PERCENTILE) -> dict[str, Any]:
     """A tau from the encoder alone: the similarity an unrelated target sentence has to a reference.
 
     With it an output earns semantic reward only for being closer to its reference than an unrelated
     sentence typically is. It is a floor for an encoder and policy too small to reach the paper's tau
     (its "minimal adequacy of the cold-start model", ``tau_proposal`` from ``hypotheses``); an experiment
-    uses it only when its profile asks (``grpo.tau_from_audit``). Clipped to [0, 0.99] like that proposal.
+    uses it only when its profile asks (``grpo.tau_from_audit``). ``floor`` is the percentile itself;
+    ``tau`` is it clipped to [0, 0.99], because the reward's settings accept no tau below 0: ``clipped``
+    says whether that changed it (a negative floor clipped up to 0 is recorded, never silent), and
+    ``unrelated_rewarded_share`` is the share of unrelated pairs that still earn R_sim > 0 at ``tau``.
     """
-    values = np.asarray(random_similarities, dtype=float)
-    return {"percentile": percentile, "tau": propose_tau(values, percentile), "pairs": int(values.size),
-            "source": "similarity of each reference to another (random) reference of the audit split"}
+    values = np.asarray(unrelated_similarities, dtype=float)
+    if values.size == 0:
+        raise ValueError("the unrelated floor needs at least 2 references")
+    floor = float(np.percentile(values, percentile))
+    tau = propose_tau(values, percentile)
+    return {"percentile": percentile, "floor": floor, "tau": tau, "clipped": tau != floor,
+            "pairs": int(values.size), "unrelated_rewarded_share": share_above(values, tau),
+            "source": "similarity of every reference to every other reference of the audit split"}
+
+
+def untranslated_copy(true_similarities: Sequence[float], unrelated_similarities: Sequence[float],
+                      tau: float) -> dict[str, Any]:
+    """What an output that copies the source untranslated earns from the semantic term alone.
+
+    In reference mode its similarity is the true pair's (the source against the reference), so the audit
+    does not report that again: it reports the R_sim the copy earns at ``tau`` (the reward's formula,
+    ``reward_math.similarity_reward``), the share of rows where that is > 0, and the share where the copy
+    outranks an unrelated reference in the target language (``unrelated_similarities``[i]: another reference
+    against reference i). A cross-lingual encoder scores the copy highly; the language reward, 0 for it, is
+    what must outweigh this R_sim.
+    """
+    s = np.asarray(true_similarities, dtype=float)
+    other = np.asarray(unrelated_similarities, dtype=float)
+    if s.shape != other.shape:
+        raise ValueError(f"{s.size} true similarities but {other.size} unrelated ones")
+    r_sim = np.asarray([similarity_reward(float(x), tau) for x in s])
+    return {"rows": int(s.size), "tau": tau, "r_sim_mean": float(r_sim.mean()) if s.size else 0.0,
+            "rewarded_share": share_above(r_sim, 0.0),
+            "beats_unrelated_target_share": float(np.mean(s > other)) if s.size else 0.0}
 
 
 def verdict_line(name: str, m: dict[str, Any]) -> str:
@@ -267,19 +380,45 @@ def write_reports(results: dict[str, dict[str, Any]], out_dir: str | Path, title
     first = next(iter(results.values()))
     t = first["thresholds"]
     lines += ["", f"Thresholds: P@1 (worse direction) >= {t['min_p_at_1']}, ROC AUC >= {t['min_auc']}, "
-              f"unknown-token share <= {t['max_unk_share']:.0%}.", ""]
-    lines += ["| encoder | P@1 src->tgt | P@1 tgt->src | true sim | random sim | margin | AUC | unk share | verdict |",
-              "|---|---|---|---|---|---|---|---|---|"]
+              f"unknown-token share <= {t['max_unk_share']:.0%}, characters lost by the tokenizer <= "
+              f"{t['max_lost_share']:.0%}, degenerate outputs above the unrelated floor <= "
+              f"{t['max_degenerate_share']:.0%} of pairs (each kind), shuffle sensitivity >= "
+              f"{t['min_shuffle_sensitivity']}.", ""]
+    lines += ["| encoder | P@1 src->tgt | P@1 tgt->src | true sim | random sim | margin | AUC | unk share | "
+              "chars lost | unrelated floor | shuffle sensitivity | verdict |",
+              "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for name, m in results.items():
+        shuffle = "n/a" if m["shuffle_sensitivity"] is None else f"{m['shuffle_sensitivity']:.3f}"
         lines.append(f"| {name} | {m['p_at_1_src2tgt']:.3f} | {m['p_at_1_tgt2src']:.3f} | "
                      f"{m['true_pair_similarity_mean']:.3f} | {m['random_pair_similarity_mean']:.3f} | "
-                     f"{m['margin']:.3f} | {m['auc']:.3f} | {m['unk_share']:.1%} | {m['verdict']} |")
+                     f"{m['margin']:.3f} | {m['auc']:.3f} | {m['unk_share']:.1%} | {m['lost_share']:.1%} | "
+                     f"{m['unrelated_floor']:.3f} | {shuffle} | {m['verdict']} |")
+    lines += ["", "Characters the tokenizer loses (a round trip through its tokens; target script only):", ""]
+    for name, m in results.items():
+        rt = m["round_trip"]
+        top = ", ".join(f"{x['codepoint']} {x['name']} x{x['count']}" for x in rt["top_lost"]) or "none"
+        lines.append(f"- {name}: {rt['lost']} of {rt['characters']} (unknown {rt['unknown']}, deleted "
+                     f"{rt['deleted']}, altered {rt['altered']}); most lost: {top}")
+    lines += ["", "Degenerate outputs built from the references: share of (output, reference) pairs whose "
+              "similarity is above the unrelated floor (such an output earns semantic reward at that tau).", "",
+              "| encoder | " + " | ".join(PROBE_KINDS) + " |", "|---|" + "---|" * len(PROBE_KINDS)]
+    for name, m in results.items():
+        cells = [f"{m['degenerate'][k]['share_above_floor']:.0%} (mean sim {m['degenerate'][k]['similarity_mean']:.3f},"
+                 f" {m['degenerate'][k]['pairs']} pairs)" if m["degenerate"][k]["pairs"] else "n/a"
+                 for k in PROBE_KINDS]
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
     lines += ["", "Sensitivity: mean similarity of the reference to a perturbed output (1.0 = no drop).", "",
               "| encoder | " + " | ".join(PERTURBATIONS) + " |", "|---|" + "---|" * len(PERTURBATIONS)]
     for name, m in results.items():
         cells = [f"{m['sensitivity'][k]['similarity_mean']:.3f}" if m["sensitivity"][k]["rows"] else "n/a"
                  for k in PERTURBATIONS]
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    for name, m in results.items():
+        u = m["untranslated_source"]
+        lines.append(f"\n{name}: an untranslated copy of the source earns R_sim {u['r_sim_mean']:.3f} on average at "
+                     f"tau {u['tau']:.3f} (> 0 on {u['rewarded_share']:.0%} of rows) and outranks an unrelated "
+                     f"reference in the target language on {u['beats_unrelated_target_share']:.0%}; its language "
+                     "reward is 0, which must outweigh this")
     for name, m in results.items():
         if m["tau_proposal"]:
             tp = m["tau_proposal"]
@@ -288,9 +427,12 @@ def write_reports(results: dict[str, dict[str, Any]], out_dir: str | Path, title
     for name, m in results.items():
         if m.get("tau_unrelated"):
             tu = m["tau_unrelated"]
+            clip = (f"; the floor {tu['floor']:.3f} is clipped to {tu['tau']:.3f}: the reward's tau must be in [0, 1)"
+                    if tu["clipped"] else "")
             lines.append(f"\n{name}: unrelated-sentence tau = {tu['tau']:.3f} (the {tu['percentile']:.0f}th percentile "
-                         f"of {tu['pairs']} references' similarity to another reference, clipped to [0, 0.99]; a floor for tiny runs, "
-                         "not the paper's tau)")
+                         f"of {tu['pairs']} pairs of different references' similarity{clip}; "
+                         f"{tu['unrelated_rewarded_share']:.0%} of those unrelated pairs earn R_sim > 0 at it; "
+                         "a floor for tiny runs, not the paper's tau)")
     lines.append("\n![similarity histograms](similarity_histograms.png)")
     (out / "audit.md").write_text("\n".join(lines) + "\n", encoding="utf-8")
     _plot(results, out / "similarity_histograms.png")
@@ -310,6 +452,9 @@ def _plot(results: dict[str, dict[str, Any]], path: Path) -> None:
     for ax, (name, m) in zip(axes[0], results.items(), strict=True):
         ax.hist(m["_random_similarities"], bins=bins, alpha=0.6, label="random pairs", color="tab:gray")
         ax.hist(m["_true_similarities"], bins=bins, alpha=0.6, label="true pairs", color="tab:blue")
+        if m.get("unrelated_floor") is not None:
+            ax.axvline(m["unrelated_floor"], color="tab:red", linestyle="--", linewidth=1,
+                       label="unrelated floor (reference vs reference)")
         ax.set_title(f"{name}\nAUC {m['auc']:.2f}, P@1 {min(m['p_at_1_src2tgt'], m['p_at_1_tgt2src']):.2f}: "
                      f"{m['verdict']}", fontsize=9)
         ax.set_xlabel("cosine similarity")

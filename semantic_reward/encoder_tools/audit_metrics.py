@@ -16,6 +16,9 @@ __all__ = [
     "random_pair_similarities",
     "roc_auc",
     "propose_tau",
+    "distinct_pair_similarities",
+    "share_above",
+    "shuffle_sensitivity",
 ]
 
 
@@ -63,3 +66,30 @@ def propose_tau(similarities: Sequence[float], percentile: float = 25.0) -> floa
     if values.size == 0:
         raise ValueError("no finite similarities to propose tau from")
     return float(np.clip(np.percentile(values, percentile), 0.0, 0.99))
+
+
+def distinct_pair_similarities(x: np.ndarray) -> np.ndarray:
+    """Cosine of every unordered pair of different rows (i < j): how close each text comes to every other."""
+    n = len(x)
+    if n < 2:
+        return np.zeros(0)
+    unit = normalize_rows(x)
+    rows, cols = np.triu_indices(n, k=1)
+    return np.sum(unit[rows] * unit[cols], axis=1)
+
+
+def share_above(values: Sequence[float], floor: float) -> float:
+    """Share of ``values`` strictly above ``floor`` (0 for no values)."""
+    v = np.asarray(values, dtype=float)
+    return float(np.mean(v > floor)) if v.size else 0.0
+
+
+def shuffle_sensitivity(shuffled_similarity: float, floor: float) -> float:
+    """How far a shuffled reference moves from the reference, as a share of the way to an unrelated one.
+
+    1 - s_shuffled over 1 - floor: 0 when the shuffle changes nothing (similarity 1), 1 when a shuffled
+    reference is as far from the reference as an unrelated reference typically is (the floor).
+    """
+    if floor >= 1.0:
+        return 0.0
+    return float((1.0 - shuffled_similarity) / (1.0 - floor))

@@ -4,7 +4,9 @@ Any transformers encoder (CINO, XLM-R, LaBSE, ... by hub name or local path) is
 wrapped as a SentenceTransformer (mean pooling) unless it already is one, then
 fine-tuned with multiple-negatives ranking loss on (anchor, positive) pairs with
 sentence-transformers' own trainer: in-batch negatives, optional mined hard
-negatives, checkpoints and a fixed seed. The dev pairs are scored during training by
+negatives, optional degenerate negatives (a frequent syllable repeated, tsheg runs,
+syllable salad, a reference's own units shuffled: ``degenerate``, built from the
+training targets), checkpoints and a fixed seed. The dev pairs are scored during training by
 the audit itself (``audit.AuditEvaluator``, or any evaluator you pass), and the best
 checkpoint by its primary metric (retrieval P@1, worse direction) becomes the final
 model; ``selection.json`` and the dev audit report say which and why.
@@ -50,7 +52,14 @@ class EncoderTrainConfig(Settings):
     learning_rate: float = setting(2e-5, gt=0)
     warmup_ratio: float = setting(0.1, ge=0, lt=1, help="share of the steps that warm the learning rate up")
     seed: int = setting(42, ge=0)
-    hard_negatives: bool = False
+    hard_negatives: bool = setting(False, help="add one mined hard negative (another pair's target) per pair")
+    # The reward compares an output with its reference; a policy that finds a string the encoder puts close
+    # to every reference stops translating (the tiny run's GRPO collapsed to one syllable repeated). These
+    # negatives teach the encoder that such strings, and a reference's own units out of order, are not it:
+    # as an extra negative of the pair loss, and in a ranking (CoSENT) of target-target similarities that
+    # puts them below an unrelated reference, the floor the audit and the tiny runs' tau use.
+    degenerate_negatives: bool = setting(False, help="train degenerate target-language strings (built from the "
+                                                     "training targets) below unrelated references")
     save_steps: int = setting(500, ge=1)
     eval_steps: int = setting(500, ge=1)
     device: str | None = None
@@ -98,7 +107,7 @@ def train_encoder(
     """
     import datasets
     from sentence_transformers import SentenceTransformerTrainer, SentenceTransformerTrainingArguments
-    from sentence_transformers.sentence_transformer.losses import MultipleNegativesRankingLoss
+    from sentence_transformers.sentence_transformer.losses import CoSENTLoss, MultipleNegativesRankingLoss
     from sentence_transformers.sentence_transformer.training_args import BatchSamplers
     from transformers import set_seed
 
@@ -113,6 +122,11 @@ def train_encoder(
 
         train = mine_hard_negatives(train, model, num_negatives=1, sampling_strategy="top",
                                     use_faiss=False, batch_size=config.batch_size, output_format="triplet")
+    loss: Any = MultipleNegativesRankingLoss(model)
+    if config.degenerate_negatives:
+        train = {"pairs": with_degenerate_negatives(train, config.anchor == "source", targets, config.seed),
+                 "floor": floor_ranking(sources, targets, config.seed)}
+        loss = {"pairs": loss, "floor": CoSENTLoss(model)}
     if evaluator is None and dev_sources:
         from .audit import AuditEvaluator
 
@@ -143,7 +157,7 @@ def train_encoder(
         disable_tqdm=False,
     )
     trainer = SentenceTransformerTrainer(
-        model=model, args=args, train_dataset=train, loss=MultipleNegativesRankingLoss(model), evaluator=evaluator
+        model=model, args=args, train_dataset=train, loss=loss, evaluator=evaluator
     )
     trainer.train()
     final = out / "final"
@@ -152,6 +166,55 @@ def train_encoder(
     if evaluator is not None:
         _record_selection(trainer, evaluator, model, out, select)
     return final
+
+
+def with_degenerate_negatives(train: Any, anchor_is_source: bool, targets: Sequence[str], seed: int) -> Any:
+    """``train`` with a last column of degenerate target-language strings, one per row (a hard negative).
+
+    Each pair's string is built from the training targets (``degenerate.degenerate_negatives``) and found
+    by the pair's target, since mining may have reordered the rows.
+    """
+    from .degenerate import degenerate_negatives
+
+    negatives = dict(zip(targets, degenerate_negatives(targets, seed), strict=True))
+    target_column = "positive" if anchor_is_source else "anchor"
+    column = [negatives[text] for text in train[target_column]]
+    return train.add_column("negative_degenerate" if "negative" in train.column_names else "negative", column)
+
+
+def floor_ranking(sources: Sequence[str], targets: Sequence[str], seed: int) -> Any:
+    """Scored pairs for CoSENT: a true pair (1) above a target and its own units shuffled (0.75), above a target
+    and an unrelated target (0.5), above a target and a degenerate string built from the targets (0): what the
+    audit's shuffle sensitivity, floor and probes check (CoSENT reads only the order of the scores)."""
+    import random
+
+    import datasets
+
+    from ..text import text_units
+    from .degenerate import degenerate_negatives, join_units
+
+    rng = random.Random(seed)
+    negatives = degenerate_negatives(targets, seed + 1)
+    rows: dict[str, list[Any]] = {"sentence1": [], "sentence2": [], "score": []}
+
+    def add(a: str, b: str, score: float) -> None:
+        rows["sentence1"].append(a)
+        rows["sentence2"].append(b)
+        rows["score"].append(score)
+
+    for i, (source, target) in enumerate(zip(sources, targets, strict=True)):
+        add(source, target, 1.0)
+        others = [j for j in (rng.randrange(len(targets)) for _ in range(4)) if targets[j] != target]
+        if others:
+            add(target, targets[others[0]], 0.5)
+        add(target, negatives[i], 0.0)
+        units = text_units(target)
+        if len(set(units)) > 1:  # a mean-pooled encoder barely sees order unless it is taught to
+            shuffled = units[:]
+            while shuffled == units:
+                rng.shuffle(shuffled)
+            add(target, join_units(shuffled, target), 0.75)
+    return datasets.Dataset.from_dict(rows)
 
 
 def _record_selection(trainer: Any, evaluator: Any, model: Any, out: Path, select: bool) -> None:

@@ -89,12 +89,19 @@ def run_encoder_train(ctx: StageContext) -> dict[str, Any]:
     cmd = [PY, "-m", "semantic_reward.encoder_tools", "train", "--model", str(s["model_in"]),
            *encoder_corpus_args(s), "--out", ctx.outputs["out"],
            "--epochs", str(s["epochs"]), "--batch-size", str(s["batch_size"]), "--lr", str(s["lr"]),
-           *_as_list(s.get("args"))]
+           *_degenerate_flag(ctx), *_as_list(s.get("args"))]
     config = ctx.save_config(s)
     ctx.execute(cmd)
     if not Path(ctx.outputs["model_out"]).is_dir():
         raise StageFailed(f"the encoder trainer wrote no model in {ctx.outputs['model_out']}")
     return {"config": config, "model_in": str(s["model_in"]), "model_out": ctx.outputs["model_out"]}
+
+
+def _degenerate_flag(ctx: StageContext) -> list[str]:
+    """``--degenerate-negatives`` when the stage or else the profile's encoder section asks for them."""
+    profile = (ctx.experiment.profile_values or {}).get("encoder") or {}
+    return ["--degenerate-negatives"] if ctx.spec.get("degenerate_negatives",
+                                                      profile.get("degenerate_negatives", False)) else []
 
 
 def run_encoder_audit(ctx: StageContext) -> dict[str, Any]:
@@ -108,7 +115,8 @@ def run_encoder_audit(ctx: StageContext) -> dict[str, Any]:
     audit = json.loads(audit_path.read_text(encoding="utf-8"))["reward"]
     record = {"config": config, "model_in": str(s["model_in"]), "model_out": str(s["model_in"]),
               "audit": {k: audit.get(k) for k in ("verdict", "verdict_reasons", "p_at_1_src2tgt", "p_at_1_tgt2src",
-                                                   "auc", "unk_share")}}
+                                                   "auc", "unk_share", "lost_share", "unrelated_floor",
+                                                   "degenerate_share_max", "shuffle_sensitivity")}}
     if audit.get("verdict") != "usable" and not s.get("allow_unusable", False):
         raise StageFailed(f"the reward encoder {s['model_in']} is unusable ({'; '.join(audit.get('verdict_reasons', []))}"
                           f"; {audit_path}); the run stops here. Set stages.{ctx.name}.allow_unusable=true to go on")
@@ -209,9 +217,12 @@ def audit_tau(audit_dir: str | Path) -> dict[str, Any]:
     proposal = json.loads(path.read_text(encoding="utf-8"))["reward"].get("tau_unrelated")
     if not proposal:
         raise StageFailed(f"tau_from_audit is set but {path} has no tau_unrelated (an older audit: --force it)")
-    return {"value": float(proposal["tau"]), "from": str(path),
+    # the reward accepts no tau < 0: the audit clips a negative floor up to 0 and says so (floor, clipped)
+    floor, clipped = proposal.get("floor"), bool(proposal.get("clipped"))
+    clip = f"; the floor {floor:.3f} is clipped up to {float(proposal['tau']):.3f}" if clipped else ""
+    return {"value": float(proposal["tau"]), "from": str(path), "floor": floor, "clipped": clipped,
             "label": f"unrelated-sentence tau: the {proposal['percentile']:.0f}th percentile of {proposal['pairs']} "
-                     "references' similarity to another reference (a floor for tiny runs, not the paper's tau)"}
+                     f"pairs of different references' similarity{clip} (a floor for tiny runs, not the paper's tau)"}
 
 
 def validation_summary(folder: Path) -> list[dict[str, Any]]:
@@ -277,6 +288,7 @@ def run_evaluation(ctx: StageContext) -> dict[str, Any]:
         "source_language": s["source_language"], "target_language": s["target_language"],
         "max_examples": p["eval"]["max_examples"], "encoder": s["encoder"],
         "cmrc_file": s.get("cmrc_file"), "cmrc_max_examples": p["eval"]["cmrc_max_examples"],
+        "drift_max_texts": p["eval"]["drift_max_texts"],
         "base_model": s["base_model"], "thinking": p["thinking"],
         "generation": {"max_new_tokens": p["eval"]["max_new_tokens"], "batch_size": p["eval"]["batch_size"],
                        "backend": p["eval"]["backend"]},
