@@ -150,7 +150,7 @@ def test_verdict_threshold_logic_on_hand_made_metrics():
             "round_trip": {"lost_share": 0.02, "unknown": 1, "deleted": 1, "altered": 0, "characters": 100},
             "degenerate": {"repeated_unit": {"pairs": 10, "share_above_floor": 0.1},
                            "punctuation_run": {"pairs": 0, "share_above_floor": 1.0}},  # no probes: not judged
-            "shuffle_sensitivity": 0.1}
+            "shuffle_sensitivity": 0.05}
     assert verdict(good, t) == ("usable", [])  # every value sits on its bound: bounds pass
     assert verdict({**good, "shuffle_sensitivity": None}, t) == ("usable", [])  # no shuffled copies: not judged
     bad = {**good, "round_trip": {**good["round_trip"], "lost_share": 0.0201},
@@ -159,7 +159,7 @@ def test_verdict_threshold_logic_on_hand_made_metrics():
     assert label == "unusable" and reasons == [
         "the tokenizer loses 2.0% of target-script characters (unknown 1, deleted 1, altered 0 of 100; > 2%)",
         "repeated_unit: 30% of degenerate outputs score above the unrelated floor -0.050 (> 10%)",
-        "a shuffled reference moves only 0.04 of the way to an unrelated one (< 0.1)"]
+        "a shuffled reference moves only 0.04 of the way to an unrelated one (< 0.05)"]
     strict = AuditThresholds(max_degenerate_share=0.05)
     assert verdict(good, strict)[1] == ["repeated_unit: 10% of degenerate outputs score above the unrelated floor "
                                         "-0.050 (> 5%)"]
