@@ -121,18 +121,13 @@ def _checks_lines(report: Mapping[str, Any]) -> list[str]:
 
 
 def _significance_lines(report: Mapping[str, Any]) -> list[str]:
-    from semantic_reward.evaluation.report import METRIC_LABELS
+    from semantic_reward.evaluation.report import significance_table
 
     sig = report.get("significance")
     if not sig or not sig.get("systems"):
         return []
     lines = ["", "## Paired tests", "", f"Against `{sig['reference']}` (difference = system - reference).", "",
-             "| system | metric | difference | p (paired bootstrap) | p (approx. randomisation) |",
-             "|---|---|---|---|---|"]
-    for name, per in sig["systems"].items():
-        for metric, r in per.items():
-            lines.append(f"| {name} | {METRIC_LABELS.get(metric, metric)} | {r['difference']:+.4f} | "
-                         f"{_p(r.get('p_value_bootstrap'))} | {_p(r.get('p_value_ar'))} |")
+             *significance_table(sig)]
     untested = sig.get("untested") or {}
     if untested:
         lines += ["", "Not tested:", ""] + [f"- {n}: {why}" for n, why in untested.items()]

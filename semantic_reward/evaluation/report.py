@@ -91,6 +91,17 @@ def _p_cell(r: Mapping[str, Any], key: str) -> str:
     return f"{r[key]:.4f}" if isinstance(r.get(key), int | float) else "not tested"
 
 
+def significance_table(sig: Mapping[str, Any]) -> list[str]:
+    """The paired tests as a markdown table (report.md and docs/results.md show the same one)."""
+    lines = ["| system | metric | difference | p (paired bootstrap) | p (approx. randomisation) |",
+             "|---|---|---|---|---|"]
+    for name, per_metric in sig["systems"].items():
+        for metric, r in per_metric.items():
+            lines.append(f"| {name} | {METRIC_LABELS.get(metric, metric)} | {r['difference']:+.4f} | "
+                         f"{_p_cell(r, 'p_value_bootstrap')} | {_p_cell(r, 'p_value_ar')} |")
+    return lines
+
+
 def _floor_note(report: Mapping[str, Any]) -> str:
     """The drift floor in words: what the base against itself reports (rounding alone, in the other dtype)."""
     floor = report.get("drift_floor") or {}
@@ -150,12 +161,7 @@ def _markdown(report: Mapping[str, Any], pngs: Sequence[tuple[str, str]]) -> str
     sig = report.get("significance")
     if sig and sig.get("systems"):
         lines += ["", f"Paired tests against `{sig['reference']}` (difference = system - reference):", "",
-                  "| system | metric | difference | p (paired bootstrap) | p (approx. randomisation) |",
-                  "|---|---|---|---|---|"]
-        for name, per_metric in sig["systems"].items():
-            for metric, r in per_metric.items():
-                lines.append(f"| {name} | {METRIC_LABELS.get(metric, metric)} | {r['difference']:+.4f} | "
-                             f"{_p_cell(r, 'p_value_bootstrap')} | {_p_cell(r, 'p_value_ar')} |")
+                  *significance_table(sig)]
         untested = sig.get("untested") or {}
         if untested:
             lines += ["", "Not tested (a p-value would not compare translations):", ""]
